@@ -1,0 +1,5 @@
+"""Entry point for ``python -m dlrpush``."""
+
+from dlrpush.cli import main
+
+main()

@@ -1,0 +1,458 @@
+"""The dispatcher: the only place that pushes over HTTP.
+
+One runner task per enabled endpoint claims due deliveries from the store (under a
+lease, committed before any request leaves), renders them with the endpoint's protocol,
+and POSTs them through one shared keep-alive session. Each endpoint has its own
+in-flight cap and the process a global one; a runner reserves slots before it claims,
+so nothing sits leased while waiting behind another customer, and a slow or dead
+endpoint only ever occupies its own slots. Outcomes go through the pure retry policy
+and are written back in batches by one settler task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from dlrpush import retry
+from dlrpush.catalogue import Catalogue
+from dlrpush.errors import DlrpushError
+from dlrpush.models import (
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryState,
+    Endpoint,
+    PushItem,
+    PushRequest,
+    Settlement,
+    Verdict,
+)
+from dlrpush.netguard import BlockedDestination, GuardedResolver, address_allowed, literal_address
+from dlrpush.protocols import Protocol, get_protocol
+from dlrpush.settings import Settings
+from dlrpush.store.base import Store
+
+log = logging.getLogger("dlrpush.dispatcher")
+
+SNIPPET_CHARS = 200
+READ_CAP = 64 * 1024
+# Claim items due this close to now, so a timer firing a hair early does not miss them.
+DUE_SLACK_MS = 10
+USER_AGENT = "dlrpush"
+
+
+@dataclass
+class DispatchStats:
+    requests: int = 0
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await resp.content.read(cap - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _blocked_in(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, BlockedDestination):
+            return True
+        os_error = getattr(seen, "os_error", None)
+        if isinstance(os_error, BlockedDestination):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
+    """Turn a transport exception into an attempt outcome and a short text."""
+    if _blocked_in(exc):
+        return AttemptOutcome.BLOCKED, str(exc) or "destination not allowed"
+    if isinstance(exc, TimeoutError):
+        return AttemptOutcome.TIMEOUT, "no answer within the timeout"
+    text = str(exc) or type(exc).__name__
+    return AttemptOutcome.CONNECT_ERROR, f"{type(exc).__name__}: {text}"[:SNIPPET_CHARS]
+
+
+class _Settler:
+    """Writes settlements in batches; one writer keeps store round trips few."""
+
+    def __init__(self, store: Store, now_ms: Callable[[], int]) -> None:
+        self._store = store
+        self._now_ms = now_ms
+        self._pending: list[Settlement] = []
+        self._event = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dlrpush-settler")
+
+    def add(self, settlements: Sequence[Settlement]) -> None:
+        self._pending.extend(settlements)
+        self._idle.clear()
+        self._event.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                while True:
+                    try:
+                        await self._store.settle(batch, self._now_ms())
+                        break
+                    except DlrpushError as exc:
+                        # Keep the batch: the pushes happened and must be recorded. The
+                        # leases keep these deliveries from being claimed meanwhile.
+                        log.warning("settling %d deliveries failed, retrying: %s", len(batch), exc)
+                        await asyncio.sleep(0.5)
+            self._idle.set()
+            if self._closing:
+                return
+
+    async def close(self) -> None:
+        self._closing = True
+        self._event.set()
+        if self._task is not None:
+            await self._task
+
+
+class _Runner:
+    """Claims and pushes the due deliveries of one endpoint."""
+
+    def __init__(self, dispatcher: Dispatcher, endpoint: Endpoint) -> None:
+        self.d = dispatcher
+        self.ep = endpoint
+        self.protocol: Protocol = get_protocol(endpoint.protocol)
+        self.inflight = 0
+        self.next_due: int | None = None
+        self.kicked = True  # look for work once at start
+        self.event = asyncio.Event()
+        self.stopped = False
+        self.task = asyncio.create_task(self._run(), name=f"dlrpush-endpoint-{endpoint.id}")
+
+    def kick(self) -> None:
+        self.kicked = True
+        self.event.set()
+
+    def note_due(self, due_ms: int) -> None:
+        if self.next_due is None or due_ms < self.next_due:
+            self.next_due = due_ms
+            self.event.set()
+
+    def update(self, endpoint: Endpoint) -> None:
+        self.ep = endpoint
+        self.protocol = get_protocol(endpoint.protocol)
+        self.kick()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.event.set()
+
+    async def _run(self) -> None:
+        while not (self.stopped or self.d.stopping):
+            self.event.clear()
+            now = self.d.now_ms()
+            if self.next_due is not None and self.next_due <= now + DUE_SLACK_MS:
+                self.next_due = None
+                self.kicked = True
+            if self.kicked:
+                self.kicked = False
+                try:
+                    await self._fill()
+                except DlrpushError as exc:
+                    log.warning("endpoint %s: claiming failed: %s", self.ep.id, exc)
+                    self.note_due(self.d.now_ms() + 1000)
+                continue
+            timeout = None if self.next_due is None else (self.next_due - now) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.event.wait(), timeout)
+
+    async def _fill(self) -> None:
+        ep = self.ep
+        per_request = ep.batch_max if self.protocol.batched else 1
+        if self.protocol.batched and self.d.settings.linger_ms > 0:
+            # A few milliseconds let a burst become one request without holding back
+            # a lone report noticeably.
+            await asyncio.sleep(self.d.settings.linger_ms / 1000)
+        while not (self.stopped or self.d.stopping):
+            slots = min(ep.max_in_flight - self.inflight, self.d.global_free)
+            if slots <= 0:
+                if self.inflight < ep.max_in_flight:
+                    self.d.waiting.add(self)
+                return
+            self.d.global_free -= slots
+            now = self.d.now_ms()
+            try:
+                items = await self.d.store.claim(
+                    ep.id, slots * per_request, now + DUE_SLACK_MS, self.d.lease_ms(ep)
+                )
+            except BaseException:
+                self.d.global_free += slots
+                raise
+            chunks = [items[i : i + per_request] for i in range(0, len(items), per_request)]
+            self.d.global_free += slots - len(chunks)
+            for chunk in chunks:
+                self.inflight += 1
+                self.d.spawn(self._send(chunk))
+            if len(items) < slots * per_request:
+                return
+
+    async def _send(self, items: Sequence[PushItem]) -> None:
+        settled = False
+        try:
+            ep = self.ep
+            now = self.d.now_ms()
+            for request in self.protocol.render(items, ep, self.d.catalogue, now):
+                settlements = await self._push(ep, request)
+                self.d.settler.add(settlements)
+                for s in settlements:
+                    if s.next_attempt_ms is not None:
+                        self.note_due(s.next_attempt_ms)
+            settled = True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("endpoint %s: push crashed; the deliveries will be retried", self.ep.id)
+        finally:
+            if not settled:
+                self.d.release_later([i.delivery_id for i in items])
+            self.inflight -= 1
+            self.d.global_free += 1
+            self.kick()
+            self.d.kick_waiting()
+
+    async def _push(self, ep: Endpoint, request: PushRequest) -> list[Settlement]:
+        started_ms = self.d.now_ms()
+        t0 = time.perf_counter()
+        status, verdict, snippet = await self.d.post(ep, request, self.protocol)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        end_ms = self.d.now_ms()
+        stats = self.d.stats
+        stats.requests += 1
+        stats.by_outcome[verdict.outcome.value] = stats.by_outcome.get(verdict.outcome.value, 0) + 1
+        out = []
+        for item in request.items:
+            step = retry.after_attempt(
+                accepted=verdict.accepted,
+                tries_before=item.tries,
+                schedule=ep.retry_schedule_s,
+                now_ms=end_ms,
+            )
+            if step.state is DeliveryState.DELIVERED:
+                stats.delivered += 1
+            elif step.state is DeliveryState.FAILED:
+                stats.failed += 1
+                log.warning(
+                    "report %s (msgid %s) to endpoint %s failed after %d attempts: %s",
+                    item.report_id, item.msgid, ep.id, step.tries, verdict.reason or snippet,
+                )
+            else:
+                stats.retried += 1
+            out.append(
+                Settlement(
+                    attempt=AttemptRecord(
+                        delivery_id=item.delivery_id,
+                        report_id=item.report_id,
+                        endpoint_id=ep.id,
+                        started_ms=started_ms,
+                        latency_ms=round(latency_ms, 3),
+                        http_status=status,
+                        outcome=verdict.outcome,
+                        snippet=snippet,
+                    ),
+                    state=step.state,
+                    tries=step.tries,
+                    next_attempt_ms=step.next_attempt_ms,
+                )
+            )
+        return out
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        catalogue: Catalogue,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.catalogue = catalogue
+        self._clock = clock
+        self.stopping = False
+        self.global_free = settings.max_in_flight_total
+        self.waiting: set[_Runner] = set()
+        self.stats = DispatchStats()
+        self.healthy = True
+        self.runners: dict[int, _Runner] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._manage_event = asyncio.Event()
+        self._manager: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._to_release: list[int] = []
+        self.settler = _Settler(store, self.now_ms)
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def lease_ms(self, ep: Endpoint) -> int:
+        # Slots are reserved before claiming, so a lease only has to outlive one push
+        # (bounded by the endpoint's timeout) plus writing its outcome.
+        return int((ep.timeout_s + self.settings.lease_margin_s) * 1000)
+
+    async def start(self, *, single_process: bool = True) -> None:
+        if single_process:
+            released = await self.store.release_all_leases()
+            if released:
+                log.info("released %d leases left by a previous run", released)
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_in_flight_total,
+            limit_per_host=0,
+            resolver=GuardedResolver(self.settings.callback_allow),
+            keepalive_timeout=30,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            skip_auto_headers=("Accept-Encoding",),
+        )
+        self.settler.start()
+        self._manager = asyncio.create_task(self._manage(), name="dlrpush-manager")
+
+    def wake(self, endpoint_ids: Iterable[int]) -> None:
+        for ep_id in endpoint_ids:
+            runner = self.runners.get(ep_id)
+            if runner is None:
+                self._manage_event.set()
+            else:
+                runner.kick()
+
+    def refresh(self) -> None:
+        """Re-read endpoints now (after one was created, changed or deleted)."""
+        self._manage_event.set()
+
+    def spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def kick_waiting(self) -> None:
+        if self.waiting and self.global_free > 0:
+            waiting, self.waiting = self.waiting, set()
+            for runner in waiting:
+                runner.kick()
+
+    def release_later(self, delivery_ids: list[int]) -> None:
+        self._to_release.extend(delivery_ids)
+        self._manage_event.set()
+
+    async def post(
+        self, ep: Endpoint, request: PushRequest, protocol: Protocol
+    ) -> tuple[int | None, Verdict, str]:
+        """One POST; never raises for anything the network or the receiver does."""
+        assert self._session is not None
+        host = aiohttp.client.URL(ep.url).host or ""
+        literal = literal_address(host)
+        # Names are checked by the resolver; literal addresses never reach it.
+        if literal is not None and not address_allowed(literal, self.settings.callback_allow):
+            reason = f"{literal} is not an allowed callback destination"
+            return None, Verdict(False, AttemptOutcome.BLOCKED, reason), reason
+        try:
+            async with self._session.post(
+                ep.url,
+                data=request.body,
+                headers={"Content-Type": request.content_type},
+                timeout=aiohttp.ClientTimeout(total=ep.timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                body = await _read_capped(resp, READ_CAP)
+                verdict = protocol.verdict(resp.status, body, ep)
+                snippet = body[:SNIPPET_CHARS * 4].decode("utf-8", "replace")[:SNIPPET_CHARS]
+                return resp.status, verdict, snippet
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome, text = classify_error(exc)
+            return None, Verdict(False, outcome, text), text
+
+    async def _sync_endpoints(self) -> None:
+        endpoints = {ep.id: ep for ep in await self.store.list_endpoints(enabled_only=True)}
+        for ep_id in list(self.runners):
+            if ep_id not in endpoints:
+                self.runners.pop(ep_id).stop()
+        for ep_id, ep in endpoints.items():
+            runner = self.runners.get(ep_id)
+            if runner is None:
+                self.runners[ep_id] = _Runner(self, ep)
+            elif runner.ep != ep:
+                runner.update(ep)
+
+    async def _manage(self) -> None:
+        while not self.stopping:
+            self._manage_event.clear()
+            try:
+                if self._to_release:
+                    ids, self._to_release = self._to_release, []
+                    await self.store.release(ids)
+                await self._sync_endpoints()
+                now = self.now_ms()
+                for ep_id, due in (await self.store.due_endpoints(now)).items():
+                    runner = self.runners.get(ep_id)
+                    if runner is not None:
+                        runner.note_due(due)
+                expired = await self.store.expire_held(now)
+                if expired:
+                    log.info("%d held reports passed the window and are now unmatched", expired)
+                self.healthy = True
+            except DlrpushError as exc:
+                self.healthy = False
+                log.warning("dispatcher cannot reach the store: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._manage_event.wait(), self.settings.poll_interval_s)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop claiming, let in-flight pushes finish (up to ``grace_s``), record them."""
+        self.stopping = True
+        self._manage_event.set()
+        for runner in self.runners.values():
+            runner.stop()
+        await asyncio.gather(*(r.task for r in self.runners.values()), return_exceptions=True)
+        if self._manager is not None:
+            await asyncio.gather(self._manager, return_exceptions=True)
+        if self._tasks:
+            _, still = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        await self.settler.close()
+        if self._to_release:
+            with contextlib.suppress(DlrpushError):
+                await self.store.release(self._to_release)
+            self._to_release = []
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,34 @@
+"""The one error root of dlrpush and its few families.
+
+Driver and HTTP errors are translated into these where they enter the code; delivery
+outcomes are values (see ``models.Verdict``), never exceptions.
+"""
+
+
+class DlrpushError(Exception):
+    """Root of every error dlrpush raises on purpose."""
+
+
+class ConfigError(DlrpushError):
+    """A setting or command-line option is wrong; the message names it."""
+
+
+class InvalidInput(DlrpushError):
+    """Input from a user breaks a rule; ``field`` names where (``"0.phone"``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DlrpushError):
+    """The named thing does not exist."""
+
+
+class Conflict(DlrpushError):
+    """The thing already exists."""
+
+
+class StoreUnavailable(DlrpushError):
+    """The store cannot be reached or is locked; callers may retry later."""

@@ -1,0 +1,106 @@
+"""Where callbacks may go: the SSRF guard for customer-supplied URLs.
+
+A callback may only reach public unicast addresses unless the operator allows a range
+(``DLRPUSH_CALLBACK_ALLOW``). The check runs when an endpoint is created and again on
+the resolved address of every new connection (``GuardedResolver``), so a DNS name that
+later resolves to an internal address does not get through. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from dlrpush.errors import InvalidInput
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedDestination(OSError):
+    """The destination resolves only to addresses callbacks may not reach."""
+
+
+def address_allowed(ip: str | Address, allow: Sequence[Network]) -> bool:
+    addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if any(addr in net for net in allow):
+        return True
+    # is_global excludes loopback, RFC 1918, link-local (cloud metadata 169.254.169.254),
+    # carrier-grade NAT, documentation and reserved ranges.
+    return addr.is_global and not addr.is_multicast
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a callback, judged on its form alone."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https"):
+        return "the URL must start with http:// or https://"
+    if not parts.hostname:
+        return "the URL has no host"
+    if port == 0:
+        return "port 0 is not a destination"
+    if parts.username or parts.password:
+        return "credentials in the URL are not allowed; use the endpoint's credentials"
+    return None
+
+
+def literal_address(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def check_callback_url(url: str, allow: Sequence[Network]) -> None:
+    """Raise ``InvalidInput`` (field ``url``) when callbacks may not go to ``url``."""
+    problem = url_problem(url)
+    if problem:
+        raise InvalidInput(problem, "url")
+    host = urlsplit(url).hostname or ""
+    literal = literal_address(host)
+    if literal is not None:
+        addresses: list[str] = [str(literal)]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            raise InvalidInput(f"the host {host!r} does not resolve", "url") from None
+        addresses = [str(info[4][0]) for info in infos]
+    blocked = [a for a in addresses if not address_allowed(a, allow)]
+    if blocked:
+        raise InvalidInput(
+            f"callbacks may not reach {blocked[0]} (private, loopback, link-local or"
+            " reserved); an operator can allow a range with DLRPUSH_CALLBACK_ALLOW",
+            "url",
+        )
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolve names, keeping only addresses callbacks may reach."""
+
+    def __init__(self, allow: Sequence[Network]) -> None:
+        self._allow = tuple(allow)
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept = [r for r in results if address_allowed(r["host"], self._allow)]
+        if not kept:
+            raise BlockedDestination(f"{host} resolves only to addresses callbacks may not reach")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()

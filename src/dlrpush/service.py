@@ -1,0 +1,99 @@
+"""Running the service: the store, the dispatcher and the API in one process.
+
+The store is opened before the server binds, so a bad store URL is a plain error, and
+the ready line is printed only once the socket accepts connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvicorn
+
+from dlrpush.api import create_app
+from dlrpush.catalogue import DEFAULT_CATALOGUE, Catalogue
+from dlrpush.dispatcher import Dispatcher
+from dlrpush.errors import DlrpushError
+from dlrpush.settings import Settings
+from dlrpush.store import open_store
+from dlrpush.store.base import Store
+
+log = logging.getLogger("dlrpush.service")
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    return Catalogue.from_file(settings.catalogue) if settings.catalogue else DEFAULT_CATALOGUE
+
+
+async def _open(settings: Settings) -> Store:
+    store = open_store(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        await store.open()
+    except DlrpushError:
+        raise
+    except Exception as exc:
+        raise DlrpushError(f"cannot open store {settings.store}: {exc}") from exc
+    return store
+
+
+async def run_service(settings: Settings) -> None:
+    catalogue = load_catalogue(settings)
+    store = await _open(settings)
+    dispatcher = (
+        Dispatcher(store=store, settings=settings, catalogue=catalogue)
+        if settings.dispatch
+        else None
+    )
+    try:
+        if dispatcher is not None:
+            await dispatcher.start()
+        app = create_app(settings, store, dispatcher=dispatcher, manage_store=False)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            timeout_graceful_shutdown=10,
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            mode = "API and dispatcher" if dispatcher is not None else "API only"
+            print(
+                f"dlrpush ready on http://{settings.host}:{port} ({mode}, store {settings.store})",
+                flush=True,
+            )
+        await serving
+        if not server.started:
+            raise DlrpushError(f"cannot listen on {settings.host}:{settings.port}")
+    finally:
+        if dispatcher is not None:
+            await dispatcher.stop()
+        await store.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    catalogue = load_catalogue(settings)
+    store = await _open(settings)
+    dispatcher = Dispatcher(store=store, settings=settings, catalogue=catalogue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await dispatcher.start()
+        print(f"dlrpush worker running (store {settings.store})", flush=True)
+        await stop.wait()
+        print("dlrpush worker stopping: finishing in-flight pushes", file=sys.stderr, flush=True)
+    finally:
+        await dispatcher.stop()
+        await store.close()

@@ -1,0 +1,181 @@
+"""The one store interface every backend implements, and the values it speaks in.
+
+The store owns durability: an ingest call returns only once what it accepted is
+committed, a claim puts deliveries under a lease that is committed before any HTTP push
+starts, and a settle writes outcomes, attempt records and report states in one
+transaction. Backends (``sqlite``, ``postgres``) differ only in SQL; the contract suite
+in ``tests/contract`` holds them to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    DeliveryState,
+    Endpoint,
+    IncomingReport,
+    Message,
+    PushItem,
+    ReportState,
+    Settlement,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    # Endpoints that got new due work, so an in-process dispatcher can wake them now.
+    endpoints: frozenset[int] = frozenset()
+    matched: int = 0  # reports that found their submission record in this call
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    account: str | None = None
+    msgid: str | None = None
+    state: ReportState | None = None
+    since_ms: int | None = None  # report received at or after
+    until_ms: int | None = None  # report received before
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFilter:
+    account: str | None = None
+    endpoint: int | None = None
+    # None means "failed" unless msgids are given, then any state.
+    state: ReportState | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    msgids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    endpoint_id: int
+    state: DeliveryState
+    tries: int
+    next_attempt_ms: int | None
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportView:
+    id: int
+    msgid: str
+    account: str | None
+    status: str
+    error_code: str | None
+    description: str | None
+    report_time_ms: int
+    received_ms: int
+    state: ReportState
+    attempts: int
+    deliveries: tuple[DeliveryView, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    id: int
+    report_id: int
+    endpoint_id: int
+    started_ms: int
+    latency_ms: float
+    http_status: int | None
+    outcome: AttemptOutcome
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[ReportView, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    queued: int
+    endpoints: frozenset[int] = frozenset()
+
+
+class Store(Protocol):
+    """Async store API. Every method is safe to call concurrently from one event loop."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the store does not answer."""
+
+    # accounts and endpoints
+    async def create_account(self, account: Account) -> Account:
+        """Raise ``Conflict`` when the id exists."""
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def missing_accounts(self, ids: Collection[str]) -> set[str]: ...
+
+    async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        """Store a new endpoint; its ``id`` field is ignored and the stored one returned."""
+
+    async def get_endpoint(self, endpoint_id: int) -> Endpoint | None: ...
+
+    async def list_endpoints(
+        self, account_id: str | None = None, *, enabled_only: bool = False
+    ) -> list[Endpoint]: ...
+
+    async def update_endpoint(self, endpoint: Endpoint) -> Endpoint: ...
+
+    async def delete_endpoint(self, endpoint_id: int, now_ms: int) -> bool:
+        """Remove the endpoint; its pending deliveries become ``failed`` (kept, listed)."""
+
+    # ingest
+    async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
+        """Store submission records (a known msgid is kept as first stored) and match
+        held or unmatched reports waiting for them."""
+
+    async def add_reports(
+        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+    ) -> IngestResult:
+        """Store reports; matched ones get one pending delivery per enabled endpoint of
+        their account, the others are held until ``now_ms + hold_ms``."""
+
+    # dispatch
+    async def claim(
+        self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
+    ) -> list[PushItem]:
+        """Lease up to ``limit`` due deliveries of one endpoint, oldest due first."""
+
+    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None: ...
+
+    async def release(self, delivery_ids: Collection[int]) -> None:
+        """Give back leases of claimed deliveries that were not pushed."""
+
+    async def release_all_leases(self) -> int:
+        """For a single-process store at start: nothing else can hold a lease."""
+
+    async def due_endpoints(self, now_ms: int) -> dict[int, int]:
+        """Endpoint id -> earliest ``next_attempt_ms`` among its pending deliveries."""
+
+    async def expire_held(self, now_ms: int) -> int:
+        """Held reports past their window become ``unmatched``; returns how many."""
+
+    # reading and operating
+    async def list_reports(
+        self, flt: ReportFilter, cursor: str | None, limit: int
+    ) -> Page: ...
+
+    async def get_report(self, report_id: int) -> ReportView | None: ...
+
+    async def list_attempts(self, report_id: int) -> list[AttemptView]: ...
+
+    async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult: ...
+
+    async def counts(self) -> dict[str, int]:
+        """Reports by state, for health pages and metrics."""

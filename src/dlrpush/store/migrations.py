@@ -1,0 +1,46 @@
+"""Versioned schema migrations shipped as SQL files, one folder per backend.
+
+Files are named ``NNNN_description.sql``; a backend applies, in order, each version not
+yet recorded in its ``schema_migrations`` table, one transaction per file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def split_statements(sql: str) -> tuple[str, ...]:
+    """Split a migration file on lines ending in ``;`` (our files keep to that form)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        if stripped.endswith(";"):
+            statements.append("\n".join(current).strip().rstrip(";"))
+            current = []
+    if current and "".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return tuple(statements)
+
+
+def load_migrations(backend: str) -> list[Migration]:
+    folder = resources.files("dlrpush.store").joinpath("sql", backend)
+    out = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        version = int(name.split("_", 1)[0])
+        out.append(Migration(version, name[:-4], split_statements(entry.read_text("utf-8"))))
+    return sorted(out, key=lambda m: m.version)

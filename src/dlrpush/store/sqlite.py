@@ -1,0 +1,712 @@
+"""The embedded SQLite store: one file in WAL mode, every call on one dedicated thread.
+
+SQLite allows one writer at a time, so all work runs on a single thread with a single
+connection; that thread is the serialisation point and the event loop never blocks on
+disk. Ids are assigned here (max + 1 inside the write transaction) so batches insert
+with ``executemany``. One dispatcher process per file: leases left by a killed process
+are released when the next one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from dlrpush.errors import Conflict, NotFound, StoreUnavailable
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    Credentials,
+    DeliveryState,
+    Endpoint,
+    Enrichment,
+    IncomingReport,
+    Message,
+    PushItem,
+    ReportState,
+    Settlement,
+)
+from dlrpush.store.base import (
+    AttemptView,
+    DeliveryView,
+    IngestResult,
+    Page,
+    ReplayFilter,
+    ReplayResult,
+    ReportFilter,
+    ReportView,
+)
+from dlrpush.store.migrations import load_migrations
+
+T = TypeVar("T")
+
+_ENDPOINT_COLS = (
+    "id, account_id, url, protocol, receiver, pswd, batch_max, retry_schedule, timeout_s,"
+    " max_in_flight, enabled, description_lang, success_body_contains, created_ms"
+)
+
+_PUSH_ITEM_SQL = """
+SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
+       r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
+       m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
+FROM deliveries d
+JOIN reports r ON r.id = d.report_id
+JOIN messages m ON m.msgid = r.msgid
+WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
+  AND d.lease_until_ms <= ?
+ORDER BY d.next_attempt_ms, d.id
+LIMIT ?
+"""
+
+# A report's state is the least advanced of its deliveries.
+_REPORT_STATE_SQL = """
+UPDATE reports SET attempts = attempts + ?, state = CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
+                 AND d.state = 'pending') THEN 'pending'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
+                 AND d.state = 'failed') THEN 'failed'
+    ELSE 'delivered' END
+WHERE id = ?
+"""
+
+
+def _endpoint_from_row(row: Sequence[Any]) -> Endpoint:
+    return Endpoint(
+        id=row[0],
+        account_id=row[1],
+        url=row[2],
+        protocol=row[3],
+        credentials=Credentials(receiver=row[4], pswd=row[5]),
+        batch_max=row[6],
+        retry_schedule_s=tuple(float(x) for x in orjson.loads(row[7])),
+        timeout_s=row[8],
+        max_in_flight=row[9],
+        enabled=bool(row[10]),
+        description_lang=row[11],
+        success_body_contains=row[12],
+        created_ms=row[13],
+    )
+
+
+def _push_item_from_row(row: Sequence[Any]) -> PushItem:
+    return PushItem(
+        delivery_id=row[0],
+        report_id=row[1],
+        msgid=row[2],
+        phone=row[3],
+        segments=row[4],
+        status=row[5],
+        description=row[6],
+        report_time_ms=row[7],
+        uid=row[8],
+        batch_seq=row[9],
+        request_time_ms=row[10],
+        unit_price=row[11],
+        currency=row[12],
+        access_number=row[13],
+        enrichment=Enrichment(
+            country_number=row[14], region_code=row[15], mno_name=row[16], mcc=row[17],
+            mnc=row[18],
+        ),
+        tries=row[19],
+    )
+
+
+def _json_ids(ids: Iterable[object]) -> str:
+    return orjson.dumps(list(ids)).decode()
+
+
+class SqliteStore:
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self._path = path
+        self._synchronous = synchronous.upper()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrpush-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(self._guarded, fn, *args))
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            # "database is locked", disk I/O errors: the caller may retry; nothing
+            # half-written survives because the transaction was rolled back.
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.rollback()
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("store is not open")
+        return self._conn
+
+    def _connect(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")
+        self._conn = conn
+        self._migrate()
+
+    def _migrate(self) -> None:
+        c = self.conn
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+        )
+        done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
+        for mig in load_migrations("sqlite"):
+            if mig.version in done:
+                continue
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in mig.statements:
+                    c.execute(statement)
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (mig.version, mig.name, int(time.time() * 1000)),
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(c)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+        return result
+
+    @staticmethod
+    def _next_id(c: sqlite3.Connection, table: str) -> int:
+        row = c.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
+        return int(row[0]) + 1
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
+
+    # -- accounts and endpoints -------------------------------------------------------
+
+    async def create_account(self, account: Account) -> Account:
+        def _do(c: sqlite3.Connection) -> Account:
+            try:
+                c.execute(
+                    "INSERT INTO accounts (id, name, created_ms) VALUES (?, ?, ?)",
+                    (account.id, account.name, account.created_ms),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"account {account.id!r} exists") from None
+            return account
+
+        return await self._run(self._write, _do)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        def _do() -> Account | None:
+            row = self.conn.execute(
+                "SELECT id, name, created_ms FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            return Account(*row) if row else None
+
+        return await self._run(_do)
+
+    async def missing_accounts(self, ids: Collection[str]) -> set[str]:
+        wanted = set(ids)
+
+        def _do() -> set[str]:
+            rows = self.conn.execute(
+                "SELECT id FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
+                (_json_ids(wanted),),
+            )
+            return wanted - {r[0] for r in rows}
+
+        return await self._run(_do)
+
+    async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        def _do(c: sqlite3.Connection) -> Endpoint:
+            if not c.execute(
+                "SELECT 1 FROM accounts WHERE id = ?", (endpoint.account_id,)
+            ).fetchone():
+                raise NotFound(f"account {endpoint.account_id!r} does not exist")
+            new_id = self._next_id(c, "endpoints")
+            ep = _replace_id(endpoint, new_id)
+            c.execute(
+                f"INSERT INTO endpoints ({_ENDPOINT_COLS}) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _endpoint_params(ep),
+            )
+            return ep
+
+        return await self._run(self._write, _do)
+
+    async def get_endpoint(self, endpoint_id: int) -> Endpoint | None:
+        def _do() -> Endpoint | None:
+            row = self.conn.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE id = ? AND deleted_ms IS NULL",
+                (endpoint_id,),
+            ).fetchone()
+            return _endpoint_from_row(row) if row else None
+
+        return await self._run(_do)
+
+    async def list_endpoints(
+        self, account_id: str | None = None, *, enabled_only: bool = False
+    ) -> list[Endpoint]:
+        def _do() -> list[Endpoint]:
+            sql = f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE deleted_ms IS NULL"
+            params: list[object] = []
+            if account_id is not None:
+                sql += " AND account_id = ?"
+                params.append(account_id)
+            if enabled_only:
+                sql += " AND enabled = 1"
+            return [_endpoint_from_row(r) for r in self.conn.execute(sql + " ORDER BY id", params)]
+
+        return await self._run(_do)
+
+    async def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        def _do(c: sqlite3.Connection) -> Endpoint:
+            params = _endpoint_params(endpoint)
+            cur = c.execute(
+                "UPDATE endpoints SET account_id = ?, url = ?, protocol = ?, receiver = ?,"
+                " pswd = ?, batch_max = ?, retry_schedule = ?, timeout_s = ?,"
+                " max_in_flight = ?, enabled = ?, description_lang = ?,"
+                " success_body_contains = ?, created_ms = ?"
+                " WHERE id = ? AND deleted_ms IS NULL",
+                (*params[1:], params[0]),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"endpoint {endpoint.id} does not exist")
+            return endpoint
+
+        return await self._run(self._write, _do)
+
+    async def delete_endpoint(self, endpoint_id: int, now_ms: int) -> bool:
+        def _do(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE endpoints SET deleted_ms = ?, enabled = 0"
+                " WHERE id = ? AND deleted_ms IS NULL",
+                (now_ms, endpoint_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            report_ids = [
+                r[0]
+                for r in c.execute(
+                    "UPDATE deliveries SET state = 'failed', next_attempt_ms = NULL,"
+                    " lease_until_ms = 0, updated_ms = ?"
+                    " WHERE endpoint_id = ? AND state = 'pending' RETURNING report_id",
+                    (now_ms, endpoint_id),
+                )
+            ]
+            c.executemany(_REPORT_STATE_SQL, [(0, rid) for rid in report_ids])
+            return True
+
+        return await self._run(self._write, _do)
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def _endpoints_by_account(
+        self, c: sqlite3.Connection, accounts: Iterable[str]
+    ) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for acct, ep_id in c.execute(
+            "SELECT account_id, id FROM endpoints WHERE deleted_ms IS NULL AND enabled = 1"
+            " AND account_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (_json_ids(set(accounts)),),
+        ):
+            out.setdefault(acct, []).append(ep_id)
+        return out
+
+    def _fan_out(
+        self, c: sqlite3.Connection, matched: Sequence[tuple[int, str]], now_ms: int
+    ) -> frozenset[int]:
+        """Create one pending delivery per enabled endpoint for each (report, account)."""
+        if not matched:
+            return frozenset()
+        eps = self._endpoints_by_account(c, {a for _, a in matched})
+        next_id = self._next_id(c, "deliveries")
+        rows = []
+        for report_id, acct in matched:
+            for ep_id in eps.get(acct, ()):
+                rows.append((next_id, report_id, ep_id, now_ms, now_ms))
+                next_id += 1
+        c.executemany(
+            "INSERT INTO deliveries (id, report_id, endpoint_id, state, tries,"
+            " next_attempt_ms, lease_until_ms, updated_ms)"
+            " VALUES (?, ?, ?, 'pending', 0, ?, 0, ?)",
+            rows,
+        )
+        return frozenset(r[2] for r in rows)
+
+    async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
+        def _do(c: sqlite3.Connection) -> IngestResult:
+            c.executemany(
+                "INSERT OR IGNORE INTO messages (msgid, account_id, phone, segments, uid,"
+                " batch_seq, request_time_ms, unit_price, currency, access_number,"
+                " country_number, region_code, mno_name, mcc, mnc, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.msgid, m.account_id, m.phone, m.segments, m.uid, m.batch_seq,
+                        m.request_time_ms if m.request_time_ms is not None else now_ms,
+                        m.unit_price, m.currency, m.access_number,
+                        m.enrichment.country_number, m.enrichment.region_code,
+                        m.enrichment.mno_name, m.mcc or m.enrichment.mcc,
+                        m.mnc or m.enrichment.mnc, now_ms,
+                    )
+                    for m in messages
+                ],
+            )
+            waiting = c.execute(
+                "SELECT r.id, m.account_id FROM reports r JOIN messages m ON m.msgid = r.msgid"
+                " WHERE r.state IN ('held', 'unmatched')"
+                " AND r.msgid IN (SELECT value FROM json_each(?)) ORDER BY r.id",
+                (_json_ids({m.msgid for m in messages}),),
+            ).fetchall()
+            if not waiting:
+                return IngestResult(accepted=len(messages))
+            c.executemany(
+                "UPDATE reports SET state = 'pending', account_id = ?, hold_until_ms = NULL"
+                " WHERE id = ?",
+                [(acct, rid) for rid, acct in waiting],
+            )
+            endpoints = self._fan_out(c, waiting, now_ms)
+            return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(waiting))
+
+        return await self._run(self._write, _do)
+
+    async def add_reports(
+        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+    ) -> IngestResult:
+        def _do(c: sqlite3.Connection) -> IngestResult:
+            owners = dict(
+                c.execute(
+                    "SELECT msgid, account_id FROM messages"
+                    " WHERE msgid IN (SELECT value FROM json_each(?))",
+                    (_json_ids({r.msgid for r in reports}),),
+                ).fetchall()
+            )
+            next_id = self._next_id(c, "reports")
+            rows = []
+            matched: list[tuple[int, str]] = []
+            for rep in reports:
+                acct = owners.get(rep.msgid)
+                if acct is None:
+                    state, hold_until = ReportState.HELD.value, now_ms + hold_ms
+                else:
+                    state, hold_until = ReportState.PENDING.value, None
+                    matched.append((next_id, acct))
+                rows.append(
+                    (
+                        next_id, rep.msgid, acct, rep.status, rep.error_code, rep.description,
+                        rep.receipt, rep.report_time_ms, now_ms, hold_until, state,
+                    )
+                )
+                next_id += 1
+            c.executemany(
+                "INSERT INTO reports (id, msgid, account_id, status, error_code, description,"
+                " receipt, report_time_ms, received_ms, hold_until_ms, state, attempts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                rows,
+            )
+            endpoints = self._fan_out(c, matched, now_ms)
+            return IngestResult(accepted=len(reports), endpoints=endpoints, matched=len(matched))
+
+        return await self._run(self._write, _do)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    async def claim(
+        self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
+    ) -> list[PushItem]:
+        def _do(c: sqlite3.Connection) -> list[PushItem]:
+            rows = c.execute(_PUSH_ITEM_SQL, (endpoint_id, now_ms, now_ms, limit)).fetchall()
+            if rows:
+                c.execute(
+                    "UPDATE deliveries SET lease_until_ms = ?"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (now_ms + lease_ms, _json_ids(r[0] for r in rows)),
+                )
+            return [_push_item_from_row(r) for r in rows]
+
+        return await self._run(self._write, _do)
+
+    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        def _do(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE deliveries SET state = ?, tries = ?, next_attempt_ms = ?,"
+                " lease_until_ms = 0, updated_ms = ? WHERE id = ?",
+                [
+                    (s.state.value, s.tries, s.next_attempt_ms, now_ms, s.attempt.delivery_id)
+                    for s in settlements
+                ],
+            )
+            next_id = self._next_id(c, "attempts")
+            c.executemany(
+                "INSERT INTO attempts (id, delivery_id, report_id, endpoint_id, started_ms,"
+                " latency_ms, http_status, outcome, snippet) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        next_id + i, a.delivery_id, a.report_id, a.endpoint_id, a.started_ms,
+                        a.latency_ms, a.http_status, a.outcome.value, a.snippet,
+                    )
+                    for i, a in enumerate(s.attempt for s in settlements)
+                ],
+            )
+            per_report: dict[int, int] = {}
+            for s in settlements:
+                per_report[s.attempt.report_id] = per_report.get(s.attempt.report_id, 0) + 1
+            c.executemany(_REPORT_STATE_SQL, [(n, rid) for rid, n in per_report.items()])
+
+        await self._run(self._write, _do)
+
+    async def release(self, delivery_ids: Collection[int]) -> None:
+        ids = _json_ids(delivery_ids)
+
+        def _do(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE deliveries SET lease_until_ms = 0"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            )
+
+        await self._run(self._write, _do)
+
+    async def release_all_leases(self) -> int:
+        def _do(c: sqlite3.Connection) -> int:
+            return c.execute(
+                "UPDATE deliveries SET lease_until_ms = 0"
+                " WHERE state = 'pending' AND lease_until_ms > 0"
+            ).rowcount
+
+        return await self._run(self._write, _do)
+
+    async def due_endpoints(self, now_ms: int) -> dict[int, int]:
+        def _do() -> dict[int, int]:
+            # One index seek per endpoint: a GROUP BY would walk the whole backlog.
+            out: dict[int, int] = {}
+            for (ep_id,) in self.conn.execute(
+                "SELECT id FROM endpoints WHERE deleted_ms IS NULL AND enabled = 1"
+            ).fetchall():
+                row = self.conn.execute(
+                    "SELECT MIN(next_attempt_ms) FROM deliveries"
+                    " WHERE endpoint_id = ? AND state = 'pending'",
+                    (ep_id,),
+                ).fetchone()
+                if row[0] is not None:
+                    out[int(ep_id)] = int(row[0])
+            return out
+
+        return await self._run(_do)
+
+    async def expire_held(self, now_ms: int) -> int:
+        def _do(c: sqlite3.Connection) -> int:
+            return c.execute(
+                "UPDATE reports SET state = 'unmatched'"
+                " WHERE state = 'held' AND hold_until_ms <= ?",
+                (now_ms,),
+            ).rowcount
+
+        return await self._run(self._write, _do)
+
+    # -- reading and operating --------------------------------------------------------
+
+    def _deliveries_of(self, report_ids: Sequence[int]) -> dict[int, list[DeliveryView]]:
+        out: dict[int, list[DeliveryView]] = {}
+        for rid, ep, state, tries, nxt, upd in self.conn.execute(
+            "SELECT report_id, endpoint_id, state, tries, next_attempt_ms, updated_ms"
+            " FROM deliveries WHERE report_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY report_id, endpoint_id",
+            (_json_ids(report_ids),),
+        ):
+            out.setdefault(rid, []).append(DeliveryView(ep, DeliveryState(state), tries, nxt, upd))
+        return out
+
+    def _views(self, rows: Sequence[Sequence[Any]]) -> list[ReportView]:
+        deliveries = self._deliveries_of([r[0] for r in rows])
+        return [
+            ReportView(
+                id=r[0], msgid=r[1], account=r[2], status=r[3], error_code=r[4],
+                description=r[5], report_time_ms=r[6], received_ms=r[7],
+                state=ReportState(r[8]), attempts=r[9],
+                deliveries=tuple(deliveries.get(r[0], ())),
+            )
+            for r in rows
+        ]
+
+    _REPORT_COLS = (
+        "id, msgid, account_id, status, error_code, description, report_time_ms,"
+        " received_ms, state, attempts"
+    )
+
+    async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page:
+        def _do() -> Page:
+            where, params = _report_where(flt)
+            if cursor is not None:
+                where.append("id > ?")
+                params.append(int(cursor))
+            sql = f"SELECT {self._REPORT_COLS} FROM reports"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY id LIMIT ?"
+            rows = self.conn.execute(sql, (*params, limit + 1)).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            views = self._views(rows)
+            return Page(tuple(views), str(rows[-1][0]) if more else None)
+
+        return await self._run(_do)
+
+    async def get_report(self, report_id: int) -> ReportView | None:
+        def _do() -> ReportView | None:
+            row = self.conn.execute(
+                f"SELECT {self._REPORT_COLS} FROM reports WHERE id = ?", (report_id,)
+            ).fetchone()
+            return self._views([row])[0] if row else None
+
+        return await self._run(_do)
+
+    async def list_attempts(self, report_id: int) -> list[AttemptView]:
+        def _do() -> list[AttemptView]:
+            return [
+                AttemptView(r[0], r[1], r[2], r[3], r[4], r[5], AttemptOutcome(r[6]), r[7])
+                for r in self.conn.execute(
+                    "SELECT id, report_id, endpoint_id, started_ms, latency_ms, http_status,"
+                    " outcome, snippet FROM attempts WHERE report_id = ? ORDER BY id",
+                    (report_id,),
+                )
+            ]
+
+        return await self._run(_do)
+
+    async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
+        def _do(c: sqlite3.Connection) -> ReplayResult:
+            where, params = _replay_where(flt)
+            rows = c.execute(
+                "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_ms = ?,"
+                " lease_until_ms = 0, updated_ms = ?"
+                " WHERE id IN (SELECT d.id FROM deliveries d JOIN reports r ON r.id = d.report_id"
+                " JOIN endpoints e ON e.id = d.endpoint_id AND e.deleted_ms IS NULL"
+                f" WHERE {' AND '.join(where)})"
+                " RETURNING report_id, endpoint_id",
+                (now_ms, now_ms, *params),
+            ).fetchall()
+            report_ids = {r[0] for r in rows}
+            c.executemany(
+                "UPDATE reports SET state = 'pending' WHERE id = ?", [(r,) for r in report_ids]
+            )
+            return ReplayResult(queued=len(report_ids), endpoints=frozenset(r[1] for r in rows))
+
+        return await self._run(self._write, _do)
+
+    async def counts(self) -> dict[str, int]:
+        def _do() -> dict[str, int]:
+            out = {s.value: 0 for s in ReportState}
+            for state, n in self.conn.execute("SELECT state, COUNT(*) FROM reports GROUP BY state"):
+                out[state] = n
+            return out
+
+        return await self._run(_do)
+
+
+def _replace_id(ep: Endpoint, new_id: int) -> Endpoint:
+    from dataclasses import replace
+
+    return replace(ep, id=new_id)
+
+
+def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
+    return (
+        ep.id, ep.account_id, ep.url, ep.protocol, ep.credentials.receiver, ep.credentials.pswd,
+        ep.batch_max, orjson.dumps(list(ep.retry_schedule_s)).decode(), ep.timeout_s,
+        ep.max_in_flight, int(ep.enabled), ep.description_lang, ep.success_body_contains,
+        ep.created_ms,
+    )
+
+
+def _report_where(flt: ReportFilter) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if flt.account is not None:
+        where.append("account_id = ?")
+        params.append(flt.account)
+    if flt.msgid is not None:
+        where.append("msgid = ?")
+        params.append(flt.msgid)
+    if flt.state is not None:
+        where.append("state = ?")
+        params.append(flt.state.value)
+    if flt.since_ms is not None:
+        where.append("received_ms >= ?")
+        params.append(flt.since_ms)
+    if flt.until_ms is not None:
+        where.append("received_ms < ?")
+        params.append(flt.until_ms)
+    return where, params
+
+
+def _replay_where(flt: ReplayFilter) -> tuple[list[str], list[object]]:
+    where: list[str] = ["1 = 1"]
+    params: list[object] = []
+    state = flt.state
+    if state is None and flt.msgids is None:
+        state = ReportState.FAILED
+    if state is not None:
+        # A delivery's own state decides, so a report delivered to one endpoint and failed
+        # at another replays only the failed one.
+        where.append("d.state = ?")
+        params.append(state.value if state is not ReportState.PENDING else "pending")
+    if flt.account is not None:
+        where.append("r.account_id = ?")
+        params.append(flt.account)
+    if flt.endpoint is not None:
+        where.append("d.endpoint_id = ?")
+        params.append(flt.endpoint)
+    if flt.since_ms is not None:
+        where.append("r.received_ms >= ?")
+        params.append(flt.since_ms)
+    if flt.until_ms is not None:
+        where.append("r.received_ms < ?")
+        params.append(flt.until_ms)
+    if flt.msgids is not None:
+        where.append("r.msgid IN (SELECT value FROM json_each(?))")
+        params.append(_json_ids(flt.msgids))
+    return where, params
