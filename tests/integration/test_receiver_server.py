@@ -204,19 +204,22 @@ async def test_stopping_does_not_wait_for_a_hung_request() -> None:
     runner, port = await start_receiver(
         ReceiverOptions(protocol="innopaas", port=0, fail_with="hang", fail_rate=1.0, quiet=True)
     )
+    stopped = False
     try:
         async with aiohttp.ClientSession() as session:
-            pending = asyncio.create_task(
-                post(session, f"http://127.0.0.1:{port}/", INNOPAAS_EXAMPLE)
-            )
+            url = f"http://127.0.0.1:{port}/"
+            pending = asyncio.create_task(post(session, url, INNOPAAS_EXAMPLE))
             await asyncio.sleep(0.2)
+            assert not pending.done()
             started = time.perf_counter()
             await runner.cleanup()
+            stopped = True
             stop_took = time.perf_counter() - started
             with pytest.raises(aiohttp.ClientConnectionError):
                 await asyncio.wait_for(pending, 5)
     finally:
-        await runner.cleanup()
+        if not stopped:
+            await runner.cleanup()
 
     assert stop_took < 1.0
 

@@ -56,6 +56,11 @@ def test_text_runs_to_the_end_even_over_key_names() -> None:
     assert (got.id, got.stat, got.text) == ("1", "UNDELIV", "Your code is 42 stat:fake id:2")
 
 
+def test_keys_count_only_at_the_start_of_a_word() -> None:
+    got = parse_receipt("id:x-stat:1 stat:DELIVRD err:id:7")
+    assert (got.id, got.stat, got.err) == ("x-stat:1", "DELIVRD", "id:7")
+
+
 def test_seconds_and_time_zone() -> None:
     got = parse_receipt("id:1 done date:250610165307 stat:DELIVRD", tz="UTC")
     assert got.done_date_ms == ms(2025, 6, 10, 16, 53, 7, tz=ZoneInfo("UTC"))
@@ -69,6 +74,7 @@ def test_seconds_and_time_zone() -> None:
         ("sub:001 stat:DELIVRD", "no id"),
         ("id: stat:DELIVRD", "no id"),
         ("id:1 err:000", "no stat"),
+        ("id:1 err:000 text:see stat:DELIVRD", "no stat"),
         ("id:1 done date:2513101653 stat:DELIVRD", "not a real date"),
         ("id:1 done date:2502301653 stat:DELIVRD", "not a real date"),
         ("id:1 done date:25061016 stat:DELIVRD", "YYMMDDhhmm"),

@@ -358,6 +358,38 @@ def test_any_json_parses_or_raises_only_receiver_parse_error(protocol: str, doc:
     assert isinstance(result, list | ReceiverParseError)
 
 
+# Near-miss documents: the right shape with any value anywhere, so the fuzzing reaches the
+# per-field checks instead of stopping at "not an object".
+ucloud_like = st.fixed_dictionaries(
+    {
+        "MsgType": st.just(2) | json_values,
+        "Data": st.lists(
+            st.dictionaries(
+                st.sampled_from([*UCLOUD_REPORT_FIELDS, "UserId"]),
+                json_values | st.text(max_size=10) | st.integers(-(2**63), 2**63 - 1),
+            )
+            | json_values,
+            max_size=3,
+        ),
+    }
+)
+innopaas_like = st.dictionaries(
+    st.sampled_from(INNOPAAS_FIELDS) | st.text(max_size=8),
+    st.text(alphabet="0123456789²٣-", max_size=6) | json_values,
+    min_size=15,
+)
+
+
+@settings(max_examples=500)
+@given(doc=ucloud_like | innopaas_like, protocol=st.sampled_from(["ucloud", "innopaas"]))
+def test_near_miss_documents_parse_or_raise_only_receiver_parse_error(
+    protocol: str, doc: object
+) -> None:
+    result = _parse_or_refuse(protocol, orjson.dumps(doc))
+
+    assert isinstance(result, list | ReceiverParseError)
+
+
 @settings(max_examples=300)
 @given(
     index=st.integers(min_value=0, max_value=1),

@@ -53,6 +53,8 @@ def _code(body: bytes) -> object:
     except orjson.JSONDecodeError:
         text = body.decode("utf-8", "replace")
         for m in _LOOSE_CODE.finditer(text):
+            # Brace depth 1 is the top level; braces inside strings can fool this count,
+            # an accepted cost of a reading meant only for not-quite-JSON replies.
             before = text[: m.end("lead")]
             if before.count("{") - before.count("}") == 1:
                 value = m.group("value")

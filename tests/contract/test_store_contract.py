@@ -1,0 +1,319 @@
+"""The store contract: what every backend must do, checked through the public interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from dlrpush.errors import Conflict, NotFound
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    AttemptRecord,
+    Credentials,
+    DeliveryState,
+    Endpoint,
+    Enrichment,
+    IncomingReport,
+    Message,
+    PushItem,
+    ReportState,
+    Settlement,
+)
+from dlrpush.store.base import ReplayFilter, ReportFilter, Store
+
+T0 = 1_750_000_000_000
+HOLD = 3_600_000
+LEASE = 30_000
+
+
+async def _setup(store: Store, *, endpoints: int = 1, account: str = "acme") -> list[Endpoint]:
+    await store.create_account(Account(account, account.title(), T0))
+    out = []
+    for i in range(endpoints):
+        out.append(
+            await store.create_endpoint(
+                Endpoint(
+                    id=0,
+                    account_id=account,
+                    url=f"http://127.0.0.1:900{i}/cb",
+                    protocol="ucloud" if i % 2 == 0 else "innopaas",
+                    credentials=Credentials("r", "p"),
+                )
+            )
+        )
+    return out
+
+
+def _msg(msgid: str, account: str = "acme", **kw: object) -> Message:
+    return Message(
+        msgid=msgid,
+        account_id=account,
+        phone="8618888888888",
+        segments=2,
+        uid="u-" + msgid,
+        batch_seq="B1",
+        request_time_ms=T0 - 5000,
+        unit_price="0.05670",
+        enrichment=Enrichment("0086", "CN", "中国移动", "460", "2"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _rep(msgid: str, status: str = "DELIVRD", t: int = T0) -> IncomingReport:
+    return IncomingReport(msgid=msgid, status=status, report_time_ms=t)
+
+
+def _settle(
+    items: Sequence[PushItem], ep: Endpoint, state: DeliveryState, next_ms: int | None = None
+) -> list[Settlement]:
+    return [
+        Settlement(
+            attempt=AttemptRecord(
+                delivery_id=i.delivery_id,
+                report_id=i.report_id,
+                endpoint_id=ep.id,
+                started_ms=T0,
+                latency_ms=1.5,
+                http_status=200 if state is DeliveryState.DELIVERED else 500,
+                outcome=AttemptOutcome.DELIVERED
+                if state is DeliveryState.DELIVERED
+                else AttemptOutcome.HTTP_ERROR,
+                snippet="ok",
+            ),
+            state=state,
+            tries=i.tries + 1,
+            next_attempt_ms=next_ms,
+        )
+        for i in items
+    ]
+
+
+async def test_accounts_are_unique_and_readable(store: Store) -> None:
+    await store.create_account(Account("acme", "Acme", T0))
+    with pytest.raises(Conflict):
+        await store.create_account(Account("acme", "Other", T0))
+    assert await store.get_account("acme") == Account("acme", "Acme", T0)
+    assert await store.get_account("nope") is None
+    assert await store.missing_accounts({"acme", "x", "y"}) == {"x", "y"}
+
+
+async def test_endpoint_round_trip_update_and_delete(store: Store) -> None:
+    (ep,) = await _setup(store)
+    assert ep.id > 0
+    got = await store.get_endpoint(ep.id)
+    assert got == ep
+    from dataclasses import replace
+
+    changed = replace(ep, batch_max=7, retry_schedule_s=(2.0, 4.0), enabled=False)
+    await store.update_endpoint(changed)
+    assert await store.get_endpoint(ep.id) == changed
+    assert await store.list_endpoints("acme", enabled_only=True) == []
+    assert await store.delete_endpoint(ep.id, T0)
+    assert await store.get_endpoint(ep.id) is None
+    assert not await store.delete_endpoint(ep.id, T0)
+    with pytest.raises(NotFound):
+        await store.update_endpoint(changed)
+
+
+async def test_endpoint_for_unknown_account_is_refused(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.create_endpoint(Endpoint(0, "ghost", "http://x/", "ucloud"))
+
+
+async def test_matched_report_gets_one_delivery_per_enabled_endpoint(store: Store) -> None:
+    eps = await _setup(store, endpoints=3)
+    from dataclasses import replace
+
+    await store.update_endpoint(replace(eps[2], enabled=False))
+    await store.add_messages([_msg("m1")], T0)
+    result = await store.add_reports([_rep("m1")], T0, HOLD)
+    assert result.accepted == 1 and result.matched == 1
+    assert result.endpoints == {eps[0].id, eps[1].id}
+    page = await store.list_reports(ReportFilter(), None, 10)
+    (view,) = page.items
+    assert view.state is ReportState.PENDING and view.account == "acme"
+    assert sorted(d.endpoint_id for d in view.deliveries) == [eps[0].id, eps[1].id]
+
+
+async def test_claim_returns_everything_a_protocol_needs(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("m1")], T0)
+    await store.add_reports([_rep("m1", "MSBLACK", T0 + 7)], T0, HOLD)
+    (item,) = await store.claim(ep.id, 10, T0, LEASE)
+    assert item.msgid == "m1" and item.phone == "8618888888888" and item.segments == 2
+    assert item.status == "MSBLACK" and item.report_time_ms == T0 + 7
+    assert item.uid == "u-m1" and item.batch_seq == "B1" and item.unit_price == "0.05670"
+    assert item.request_time_ms == T0 - 5000 and item.currency == "CNY"
+    assert item.enrichment == Enrichment("0086", "CN", "中国移动", "460", "2")
+    assert item.tries == 0
+
+
+async def test_claim_leases_respects_limit_order_and_due_time(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg(f"m{i}") for i in range(5)], T0)
+    await store.add_reports([_rep(f"m{i}") for i in range(5)], T0, HOLD)
+    first = await store.claim(ep.id, 3, T0, LEASE)
+    assert [i.msgid for i in first] == ["m0", "m1", "m2"]
+    second = await store.claim(ep.id, 10, T0, LEASE)
+    assert [i.msgid for i in second] == ["m3", "m4"]
+    assert await store.claim(ep.id, 10, T0 + 1, LEASE) == []
+    # An expired lease (a worker died) makes the work claimable again.
+    again = await store.claim(ep.id, 10, T0 + LEASE + 1, LEASE)
+    assert sorted(i.msgid for i in again) == [f"m{i}" for i in range(5)]
+    # Work not yet due is not claimed.
+    await store.settle(_settle(again, ep, DeliveryState.PENDING, T0 + 99_999), T0 + LEASE + 2)
+    assert await store.claim(ep.id, 10, T0 + 99_998, LEASE) == []
+    assert len(await store.claim(ep.id, 10, T0 + 99_999, LEASE)) == 5
+
+
+async def test_release_gives_back_leases(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("a"), _msg("b")], T0)
+    await store.add_reports([_rep("a"), _rep("b")], T0, HOLD)
+    items = await store.claim(ep.id, 10, T0, LEASE)
+    await store.release([items[0].delivery_id])
+    assert [i.msgid for i in await store.claim(ep.id, 10, T0, LEASE)] == ["a"]
+    assert await store.release_all_leases() == 2
+    assert len(await store.claim(ep.id, 10, T0, LEASE)) == 2
+
+
+async def test_settle_records_attempts_and_report_state(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("ok"), _msg("retry"), _msg("bad")], T0)
+    await store.add_reports([_rep("ok"), _rep("retry"), _rep("bad")], T0, HOLD)
+    items = {i.msgid: i for i in await store.claim(ep.id, 10, T0, LEASE)}
+    await store.settle(
+        _settle([items["ok"]], ep, DeliveryState.DELIVERED)
+        + _settle([items["retry"]], ep, DeliveryState.PENDING, T0 + 1000)
+        + _settle([items["bad"]], ep, DeliveryState.FAILED),
+        T0 + 10,
+    )
+    by_msgid = {r.msgid: r for r in (await store.list_reports(ReportFilter(), None, 10)).items}
+    assert by_msgid["ok"].state is ReportState.DELIVERED
+    assert by_msgid["retry"].state is ReportState.PENDING
+    assert by_msgid["bad"].state is ReportState.FAILED
+    assert all(r.attempts == 1 for r in by_msgid.values())
+    (attempt,) = await store.list_attempts(by_msgid["bad"].id)
+    assert attempt.http_status == 500 and attempt.outcome is AttemptOutcome.HTTP_ERROR
+    assert attempt.endpoint_id == ep.id and attempt.latency_ms == 1.5
+    (retry_item,) = await store.claim(ep.id, 10, T0 + 1000, LEASE)
+    assert retry_item.msgid == "retry" and retry_item.tries == 1
+    assert await store.due_endpoints(T0) == {ep.id: T0 + 1000}
+
+
+async def test_report_state_is_least_advanced_delivery(store: Store) -> None:
+    eps = await _setup(store, endpoints=2)
+    await store.add_messages([_msg("m")], T0)
+    await store.add_reports([_rep("m")], T0, HOLD)
+    a = await store.claim(eps[0].id, 10, T0, LEASE)
+    b = await store.claim(eps[1].id, 10, T0, LEASE)
+    await store.settle(_settle(a, eps[0], DeliveryState.DELIVERED), T0)
+    (view,) = (await store.list_reports(ReportFilter(), None, 10)).items
+    assert view.state is ReportState.PENDING
+    await store.settle(_settle(b, eps[1], DeliveryState.FAILED), T0)
+    (view,) = (await store.list_reports(ReportFilter(), None, 10)).items
+    assert view.state is ReportState.FAILED
+    assert {d.endpoint_id: d.state for d in view.deliveries} == {
+        eps[0].id: DeliveryState.DELIVERED,
+        eps[1].id: DeliveryState.FAILED,
+    }
+
+
+async def test_orphan_is_held_then_matched_when_its_record_lands(store: Store) -> None:
+    (ep,) = await _setup(store)
+    result = await store.add_reports([_rep("early")], T0, HOLD)
+    assert result.matched == 0 and not result.endpoints
+    (view,) = (await store.list_reports(ReportFilter(), None, 10)).items
+    assert view.state is ReportState.HELD and view.account is None
+    assert await store.claim(ep.id, 10, T0, LEASE) == []
+    matched = await store.add_messages([_msg("early")], T0 + 5)
+    assert matched.matched == 1 and matched.endpoints == {ep.id}
+    (item,) = await store.claim(ep.id, 10, T0 + 5, LEASE)
+    assert item.msgid == "early"
+
+
+async def test_held_report_expires_to_unmatched_and_still_matches_later(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_reports([_rep("late")], T0, HOLD)
+    assert await store.expire_held(T0 + HOLD - 1) == 0
+    assert await store.expire_held(T0 + HOLD) == 1
+    (view,) = (await store.list_reports(ReportFilter(state=ReportState.UNMATCHED), None, 10)).items
+    assert view.msgid == "late"
+    await store.add_messages([_msg("late")], T0 + HOLD + 10)
+    (item,) = await store.claim(ep.id, 10, T0 + HOLD + 10, LEASE)
+    assert item.msgid == "late"
+    assert (await store.counts())["pending"] == 1
+
+
+async def test_duplicate_submission_record_keeps_the_first(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("m")], T0)
+    await store.add_messages([Message(msgid="m", account_id="acme", phone="1")], T0)
+    await store.add_reports([_rep("m")], T0, HOLD)
+    (item,) = await store.claim(ep.id, 10, T0, LEASE)
+    assert item.phone == "8618888888888"
+
+
+async def test_replay_failed_resets_the_retry_cycle(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("a"), _msg("b")], T0)
+    await store.add_reports([_rep("a"), _rep("b")], T0, HOLD)
+    items = {i.msgid: i for i in await store.claim(ep.id, 10, T0, LEASE)}
+    await store.settle(
+        _settle([items["a"]], ep, DeliveryState.FAILED)
+        + _settle([items["b"]], ep, DeliveryState.DELIVERED),
+        T0,
+    )
+    result = await store.replay(ReplayFilter(), T0 + 100)  # default: failed ones
+    assert result.queued == 1 and result.endpoints == {ep.id}
+    (again,) = await store.claim(ep.id, 10, T0 + 100, LEASE)
+    assert again.msgid == "a" and again.tries == 0
+    # By msgid, any state: the delivered one is pushed again too.
+    assert (await store.replay(ReplayFilter(msgids=("b",)), T0 + 200)).queued == 1
+    assert (await store.list_reports(ReportFilter(msgid="b"), None, 10)).items[
+        0
+    ].state is ReportState.PENDING
+    # Filters that match nothing queue nothing.
+    assert (await store.replay(ReplayFilter(account="nobody"), T0)).queued == 0
+
+
+async def test_delete_endpoint_fails_its_pending_deliveries(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("m")], T0)
+    await store.add_reports([_rep("m")], T0, HOLD)
+    assert await store.delete_endpoint(ep.id, T0 + 1)
+    (view,) = (await store.list_reports(ReportFilter(), None, 10)).items
+    assert view.state is ReportState.FAILED
+    assert await store.due_endpoints(T0 + 2) == {}
+
+
+async def test_listing_pages_with_cursor_and_filters(store: Store) -> None:
+    await _setup(store)
+    await _setup(store, account="other")
+    await store.add_messages([_msg(f"a{i}") for i in range(7)], T0)
+    await store.add_messages([_msg("o1", account="other")], T0)
+    await store.add_reports([_rep(f"a{i}") for i in range(7)], T0, HOLD)
+    await store.add_reports([_rep("o1"), _rep("zz")], T0 + 50, HOLD)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_reports(ReportFilter(account="acme"), cursor, 3)
+        seen += [r.msgid for r in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"a{i}" for i in range(7)]
+    ids = [r.id for r in (await store.list_reports(ReportFilter(), None, 100)).items]
+    assert ids == sorted(ids) and len(ids) == 9
+    held = await store.list_reports(ReportFilter(state=ReportState.HELD), None, 10)
+    assert [r.msgid for r in held.items] == ["zz"]
+    recent = await store.list_reports(ReportFilter(since_ms=T0 + 50), None, 10)
+    assert [r.msgid for r in recent.items] == ["o1", "zz"]
+    older = await store.list_reports(ReportFilter(until_ms=T0 + 50), None, 10)
+    assert len(older.items) == 7
+    by_msgid = await store.list_reports(ReportFilter(msgid="a3"), None, 10)
+    assert [r.msgid for r in by_msgid.items] == ["a3"]
+    counts = await store.counts()
+    assert counts["pending"] == 8 and counts["held"] == 1 and counts["delivered"] == 0
