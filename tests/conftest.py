@@ -9,13 +9,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from dlrpush.store import open_store
+from dlrpush.store.base import Store
 
 READY = re.compile(r"https?://[0-9.]+:(\d+)")
 
@@ -166,3 +169,19 @@ def received(receiver: Proc) -> dict[str, Any]:
     resp.raise_for_status()
     data: dict[str, Any] = resp.json()
     return data
+
+
+def _store_backends() -> list[str]:
+    return ["sqlite"]
+
+
+@pytest.fixture(params=_store_backends())
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Every store backend behind one fixture, so the same contract runs against each."""
+    url = f"sqlite:///{tmp_path}/contract.db"
+    st = open_store(url)
+    await st.open()
+    try:
+        yield st
+    finally:
+        await st.close()

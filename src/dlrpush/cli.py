@@ -72,7 +72,9 @@ main.add_command(receiver_command)
 
 @main.command()
 @click.option("--host", default=None, help=f"Address to listen on [env {env_name('host')}]")
-@click.option("--port", type=int, default=None, help=f"Port; 0 picks a free one [env {env_name('port')}]")
+@click.option(
+    "--port", type=int, default=None, help=f"Port; 0 picks a free one [env {env_name('port')}]"
+)
 @_store_option
 @_config_option
 @click.option(
@@ -81,7 +83,9 @@ main.add_command(receiver_command)
     default=False,
     help="Serve the API only; run `dlrpush worker` processes to push.",
 )
-@click.option("--log-level", default=None, help=f"DEBUG, INFO, WARNING [env {env_name('log_level')}]")
+@click.option(
+    "--log-level", default=None, help=f"DEBUG, INFO, WARNING [env {env_name('log_level')}]"
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -92,7 +96,11 @@ def serve(
 ) -> None:
     """Run the HTTP API and the dispatcher (SQLite file by default)."""
     settings = _settings(
-        config, host=host, port=port, store=store, log_level=log_level,
+        config,
+        host=host,
+        port=port,
+        store=store,
+        log_level=log_level,
         dispatch=False if no_dispatch else None,
     )
     from dlrpush.service import run_service
@@ -104,7 +112,9 @@ def serve(
 @main.command()
 @_store_option
 @_config_option
-@click.option("--log-level", default=None, help=f"DEBUG, INFO, WARNING [env {env_name('log_level')}]")
+@click.option(
+    "--log-level", default=None, help=f"DEBUG, INFO, WARNING [env {env_name('log_level')}]"
+)
 def worker(store: str | None, config: str | None, log_level: str | None) -> None:
     """Run the dispatcher only (no HTTP API)."""
     settings = _settings(config, store=store, log_level=log_level)
@@ -157,7 +167,9 @@ def stats(store: str | None, config: str | None) -> None:
 @click.option("--endpoint", type=int, default=None, help="Only deliveries to this endpoint.")
 @click.option(
     "--state",
-    type=click.Choice([ReportState.FAILED.value, ReportState.DELIVERED.value, ReportState.PENDING.value]),
+    type=click.Choice(
+        [ReportState.FAILED.value, ReportState.DELIVERED.value, ReportState.PENDING.value]
+    ),
     default=None,
     help="Deliveries in this state (default: failed; any state when --msgid is given).",
 )

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -267,7 +268,11 @@ class _Runner:
                 stats.failed += 1
                 log.warning(
                     "report %s (msgid %s) to endpoint %s failed after %d attempts: %s",
-                    item.report_id, item.msgid, ep.id, step.tries, verdict.reason or snippet,
+                    item.report_id,
+                    item.msgid,
+                    ep.id,
+                    step.tries,
+                    verdict.reason or snippet,
                 )
             else:
                 stats.retried += 1
@@ -376,7 +381,7 @@ class Dispatcher:
     ) -> tuple[int | None, Verdict, str]:
         """One POST; never raises for anything the network or the receiver does."""
         assert self._session is not None
-        host = aiohttp.client.URL(ep.url).host or ""
+        host = urlsplit(ep.url).hostname or ""
         literal = literal_address(host)
         # Names are checked by the resolver; literal addresses never reach it.
         if literal is not None and not address_allowed(literal, self.settings.callback_allow):
@@ -392,7 +397,7 @@ class Dispatcher:
             ) as resp:
                 body = await _read_capped(resp, READ_CAP)
                 verdict = protocol.verdict(resp.status, body, ep)
-                snippet = body[:SNIPPET_CHARS * 4].decode("utf-8", "replace")[:SNIPPET_CHARS]
+                snippet = body[: SNIPPET_CHARS * 4].decode("utf-8", "replace")[:SNIPPET_CHARS]
                 return resp.status, verdict, snippet
         except asyncio.CancelledError:
             raise

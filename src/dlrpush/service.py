@@ -63,7 +63,8 @@ async def run_service(settings: Settings) -> None:
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        # uvicorn exposes no "started" event, only the flag.
+        while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if server.started:
             port = server.servers[0].sockets[0].getsockname()[1]

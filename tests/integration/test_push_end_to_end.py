@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import Api, Proc, received
 
 
@@ -29,8 +31,13 @@ def _traffic(api: Api, account: str, n: int, prefix: str = "m", **msg: Any) -> N
     api.post(
         "/v1/messages",
         [
-            {"msgid": f"{prefix}{i}", "account": account, "phone": f"86139{i:08d}",
-             "segments": 1 + i % 3, **msg}
+            {
+                "msgid": f"{prefix}{i}",
+                "account": account,
+                "phone": f"86139{i:08d}",
+                "segments": 1 + i % 3,
+                **msg,
+            }
             for i in range(n)
         ],
         202,
@@ -38,8 +45,11 @@ def _traffic(api: Api, account: str, n: int, prefix: str = "m", **msg: Any) -> N
     api.post(
         "/v1/reports",
         [
-            {"msgid": f"{prefix}{i}", "status": "DELIVRD" if i % 4 else "UNDELIV",
-             "report_time_ms": 1_763_700_000_000 + i}
+            {
+                "msgid": f"{prefix}{i}",
+                "status": "DELIVRD" if i % 4 else "UNDELIV",
+                "report_time_ms": 1_763_700_000_000 + i,
+            }
             for i in range(n)
         ],
         202,
@@ -81,9 +91,7 @@ def test_innopaas_one_post_per_report_all_strings(
     svc = _service(spawn, tmp_path)
     rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet")
     api = api_factory(svc.url)
-    _customer(
-        api, "bank", rcv, "innopaas", credentials={"receiver": "account", "pswd": "password"}
-    )
+    _customer(api, "bank", rcv, "innopaas", credentials={"receiver": "account", "pswd": "password"})
     before = int(time.time() * 1000)
     _traffic(api, "bank", 20, unit_price="0.05670", batch_seq="B7", access_number="508tongdao")
     api.wait_settled(20)
@@ -114,7 +122,7 @@ def test_receiver_failing_three_times_gets_four_attempts_one_second_apart(
     attempts = api.get(f"/v1/reports/{report['id']}/attempts")
     assert [a["outcome"] for a in attempts] == ["http_error"] * 3 + ["delivered"]
     assert [a["http_status"] for a in attempts] == [500, 500, 500, 200]
-    gaps = [b["time_ms"] - a["time_ms"] for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b["time_ms"] - a["time_ms"] for a, b in itertools.pairwise(attempts)]
     assert all(900 <= g <= 1600 for g in gaps), gaps
     assert received(rcv)["requests"] == 4
 
@@ -175,8 +183,18 @@ def test_slow_customer_does_not_hold_up_the_others(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
     svc = _service(spawn, tmp_path)
-    hang = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
-                 "--fail-rate", "1", "--fail-with", "hang")
+    hang = spawn(
+        "receiver",
+        "--protocol",
+        "innopaas",
+        "--port",
+        "0",
+        "--quiet",
+        "--fail-rate",
+        "1",
+        "--fail-with",
+        "hang",
+    )
     fast = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet")
     api = api_factory(svc.url)
     _customer(api, "slow", hang, "innopaas", timeout_s=3, max_in_flight=4)
@@ -197,8 +215,7 @@ def test_kill_9_mid_run_loses_nothing(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
     svc = _service(spawn, tmp_path)
-    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
-                "--delay-ms", "5")
+    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet", "--delay-ms", "5")
     api = api_factory(svc.url)
     _customer(api, "acme", rcv, "innopaas", max_in_flight=16)
     n = 3000

@@ -70,10 +70,13 @@ def _loc(loc: Sequence[int | str]) -> str:
     return ".".join(parts)
 
 
+_FRIENDLY = {"missing": "is required", "extra_forbidden": "is not a known field"}
+
+
 def _validation_response(errors: Sequence[Any], prefix: str = "") -> Response:
     first = errors[0]
     field = prefix + _loc(first["loc"])
-    msg = str(first["msg"]).removeprefix("Value error, ")
+    msg = _FRIENDLY.get(first["type"]) or str(first["msg"]).removeprefix("Value error, ")
     detail = [
         {"loc": [str(p) for p in e["loc"]], "msg": str(e["msg"]), "type": e["type"]}
         for e in errors[:20]
@@ -304,8 +307,12 @@ def create_app(
             Account(id=body.id, name=body.name or body.id, created_ms=now_ms())
         )
         return json_response(
-            {"id": account.id, "name": account.name, "created_ms": account.created_ms,
-             "endpoints": []},
+            {
+                "id": account.id,
+                "name": account.name,
+                "created_ms": account.created_ms,
+                "endpoints": [],
+            },
             201,
         )
 
@@ -316,15 +323,21 @@ def create_app(
             raise NotFound(f"account {account_id!r} does not exist")
         endpoints = await store.list_endpoints(account_id)
         return json_response(
-            {"id": account.id, "name": account.name, "created_ms": account.created_ms,
-             "endpoints": [endpoint_view(e) for e in endpoints]}
+            {
+                "id": account.id,
+                "name": account.name,
+                "created_ms": account.created_ms,
+                "endpoints": [endpoint_view(e) for e in endpoints],
+            }
         )
 
     async def check_url(url: str) -> None:
         await asyncio.to_thread(check_callback_url, url, settings.callback_allow)
 
     @app.post(
-        "/v1/accounts/{account_id}/endpoints", status_code=201, tags=["endpoints"],
+        "/v1/accounts/{account_id}/endpoints",
+        status_code=201,
+        tags=["endpoints"],
         dependencies=v1,
     )
     async def create_endpoint(account_id: str, body: EndpointIn) -> Response:
@@ -392,7 +405,10 @@ def create_app(
     # -- ingest ---------------------------------------------------------------------------
 
     @app.post(
-        "/v1/messages", status_code=202, tags=["ingest"], dependencies=v1,
+        "/v1/messages",
+        status_code=202,
+        tags=["ingest"],
+        dependencies=v1,
         openapi_extra=_array_body("messages"),
     )
     async def add_messages(request: Request) -> Response:
@@ -420,7 +436,10 @@ def create_app(
                 mnc=m.mnc,
                 operator=m.operator,
                 enrichment=enrich(
-                    m.phone, default_region=settings.default_region, mcc=m.mcc, mnc=m.mnc,
+                    m.phone,
+                    default_region=settings.default_region,
+                    mcc=m.mcc,
+                    mnc=m.mnc,
                     operator=m.operator,
                 ),
             )
@@ -431,7 +450,10 @@ def create_app(
         return json_response({"accepted": result.accepted, "matched_reports": result.matched}, 202)
 
     @app.post(
-        "/v1/reports", status_code=202, tags=["ingest"], dependencies=v1,
+        "/v1/reports",
+        status_code=202,
+        tags=["ingest"],
+        dependencies=v1,
         openapi_extra=_array_body("reports"),
     )
     async def add_reports(request: Request) -> Response:
@@ -466,8 +488,11 @@ def create_app(
         result = await store.add_reports(reports, received, settings.hold_ms)
         wake(result.endpoints)
         return json_response(
-            {"accepted": result.accepted, "matched": result.matched,
-             "held": result.accepted - result.matched},
+            {
+                "accepted": result.accepted,
+                "matched": result.matched,
+                "held": result.accepted - result.matched,
+            },
             202,
         )
 

@@ -140,4 +140,9 @@ class ReplayIn(_Strict):
     state: ReportState | None = None
     since_ms: int | None = None
     until_ms: int | None = None
-    msgids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=10_000)] | None = None
+    msgids: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=10_000)
+        ]
+        | None
+    ) = None

@@ -167,9 +167,7 @@ class Store(Protocol):
         """Held reports past their window become ``unmatched``; returns how many."""
 
     # reading and operating
-    async def list_reports(
-        self, flt: ReportFilter, cursor: str | None, limit: int
-    ) -> Page: ...
+    async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page: ...
 
     async def get_report(self, report_id: int) -> ReportView | None: ...
 

@@ -113,7 +113,10 @@ def _push_item_from_row(row: Sequence[Any]) -> PushItem:
         currency=row[12],
         access_number=row[13],
         enrichment=Enrichment(
-            country_number=row[14], region_code=row[15], mno_name=row[16], mcc=row[17],
+            country_number=row[14],
+            region_code=row[15],
+            mno_name=row[16],
+            mcc=row[17],
             mnc=row[18],
         ),
         tries=row[19],
@@ -385,12 +388,22 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        m.msgid, m.account_id, m.phone, m.segments, m.uid, m.batch_seq,
+                        m.msgid,
+                        m.account_id,
+                        m.phone,
+                        m.segments,
+                        m.uid,
+                        m.batch_seq,
                         m.request_time_ms if m.request_time_ms is not None else now_ms,
-                        m.unit_price, m.currency, m.access_number,
-                        m.enrichment.country_number, m.enrichment.region_code,
-                        m.enrichment.mno_name, m.mcc or m.enrichment.mcc,
-                        m.mnc or m.enrichment.mnc, now_ms,
+                        m.unit_price,
+                        m.currency,
+                        m.access_number,
+                        m.enrichment.country_number,
+                        m.enrichment.region_code,
+                        m.enrichment.mno_name,
+                        m.mcc or m.enrichment.mcc,
+                        m.mnc or m.enrichment.mnc,
+                        now_ms,
                     )
                     for m in messages
                 ],
@@ -436,8 +449,17 @@ class SqliteStore:
                     matched.append((next_id, acct))
                 rows.append(
                     (
-                        next_id, rep.msgid, acct, rep.status, rep.error_code, rep.description,
-                        rep.receipt, rep.report_time_ms, now_ms, hold_until, state,
+                        next_id,
+                        rep.msgid,
+                        acct,
+                        rep.status,
+                        rep.error_code,
+                        rep.description,
+                        rep.receipt,
+                        rep.report_time_ms,
+                        now_ms,
+                        hold_until,
+                        state,
                     )
                 )
                 next_id += 1
@@ -485,8 +507,15 @@ class SqliteStore:
                 " latency_ms, http_status, outcome, snippet) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        next_id + i, a.delivery_id, a.report_id, a.endpoint_id, a.started_ms,
-                        a.latency_ms, a.http_status, a.outcome.value, a.snippet,
+                        next_id + i,
+                        a.delivery_id,
+                        a.report_id,
+                        a.endpoint_id,
+                        a.started_ms,
+                        a.latency_ms,
+                        a.http_status,
+                        a.outcome.value,
+                        a.snippet,
                     )
                     for i, a in enumerate(s.attempt for s in settlements)
                 ],
@@ -564,9 +593,16 @@ class SqliteStore:
         deliveries = self._deliveries_of([r[0] for r in rows])
         return [
             ReportView(
-                id=r[0], msgid=r[1], account=r[2], status=r[3], error_code=r[4],
-                description=r[5], report_time_ms=r[6], received_ms=r[7],
-                state=ReportState(r[8]), attempts=r[9],
+                id=r[0],
+                msgid=r[1],
+                account=r[2],
+                status=r[3],
+                error_code=r[4],
+                description=r[5],
+                report_time_ms=r[6],
+                received_ms=r[7],
+                state=ReportState(r[8]),
+                attempts=r[9],
                 deliveries=tuple(deliveries.get(r[0], ())),
             )
             for r in rows
@@ -655,9 +691,19 @@ def _replace_id(ep: Endpoint, new_id: int) -> Endpoint:
 
 def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
     return (
-        ep.id, ep.account_id, ep.url, ep.protocol, ep.credentials.receiver, ep.credentials.pswd,
-        ep.batch_max, orjson.dumps(list(ep.retry_schedule_s)).decode(), ep.timeout_s,
-        ep.max_in_flight, int(ep.enabled), ep.description_lang, ep.success_body_contains,
+        ep.id,
+        ep.account_id,
+        ep.url,
+        ep.protocol,
+        ep.credentials.receiver,
+        ep.credentials.pswd,
+        ep.batch_max,
+        orjson.dumps(list(ep.retry_schedule_s)).decode(),
+        ep.timeout_s,
+        ep.max_in_flight,
+        int(ep.enabled),
+        ep.description_lang,
+        ep.success_body_contains,
         ep.created_ms,
     )
 
