@@ -286,6 +286,7 @@ class _Demo:
         self._set_up_customers()
         expected = self._send_traffic()
         took = self._wait_settled(expected)
+        self.say()
         self.say(f"Waiting until no report is pending ... done after {took:.1f} s")
         self._summarise()
         self._replay()
@@ -313,17 +314,25 @@ class _Demo:
             receiver = self.procs.start(
                 f"{cb.account} {cb.protocol} receiver",
                 [
-                    "receiver", "--protocol", cb.protocol, "--host", "127.0.0.1",
-                    "--port", "0", "--quiet", *cb.receiver_args,
+                    "receiver",
+                    "--protocol",
+                    cb.protocol,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--quiet",
+                    *cb.receiver_args,
                 ],
-            )  # fmt: skip
+            )
             self.endpoints.append(_Endpoint(cb, receiver))
         self.procs.wait_ready(time.monotonic() + _START_TIMEOUT_S)
         self.api = service.url
         self.say(f"  service                  {service.url}  (database {self.db.name})")
         for ep in self.endpoints:
             cb = ep.callback
-            self.say(f"  {cb.account + ' ' + cb.protocol + ' callback':24} {ep.receiver.url}  {cb.behaviour}")
+            name = f"{cb.account} {cb.protocol} callback"
+            self.say(f"  {name:24} {ep.receiver.url}  {cb.behaviour}")
         self.say()
 
     def _set_up_customers(self) -> None:
@@ -429,10 +438,12 @@ class _Demo:
             data, of = ucloud_sample
             self.say()
             self.say(
-                f"One ucloud push as the shop's callback received it (the request carried "
-                f"{of} reports; the first is shown):"
+                f"One ucloud push as the shop's callback received it "
+                f"({len(data)} of the {_count(of, 'report')} it carried shown):"
             )
-            self.say(_indent(json.dumps({"MsgType": 2, "Data": data}, ensure_ascii=False, indent=2)))
+            self.say(
+                _indent(json.dumps({"MsgType": 2, "Data": data}, ensure_ascii=False, indent=2))
+            )
         if innopaas_sample is not None:
             self.say()
             self.say("One innopaas push as the shop's callback received it (one report a request):")
@@ -444,10 +455,7 @@ class _Demo:
         accepted_ids = {_msgid(i["report"]) for i in items if i["accepted"]}
         refused = sum(1 for i in items if not i["accepted"])
         tries = [
-            int(d["tries"])
-            for r in views
-            for d in r["deliveries"]
-            if int(d["endpoint"]) == ep.id
+            int(d["tries"]) for r in views for d in r["deliveries"] if int(d["endpoint"]) == ep.id
         ]
         states = Counter(
             str(d["state"]) for r in views for d in r["deliveries"] if int(d["endpoint"]) == ep.id
@@ -455,12 +463,16 @@ class _Demo:
         cb = ep.callback
         self.say(f"  {cb.protocol} callback {ep.url}")
         self.say(
-            f"    the callback received {len(items)} reports in {got['requests']} requests: "
-            f"accepted {len(accepted_ids)}, refused {refused}"
+            f"    the callback received {_count(len(items), 'report')} in "
+            f"{_count(int(got['requests']), 'request')}: accepted {len(accepted_ids)}, "
+            f"refused {refused}"
         )
-        spread = ", ".join(f"{n} x {t}" for t, n in sorted(Counter(tries).items()))
+        spread = ", ".join(
+            f"{_count(t, 'attempt')} for {_count(n, 'report')}"
+            for t, n in sorted(Counter(tries).items())
+        )
         self.say(
-            f"    dlrpush made {sum(tries)} push attempts (reports x attempts each: {spread}); "
+            f"    dlrpush made {_count(sum(tries), 'push attempt')} ({spread}): "
             f"{states['delivered']} delivered, {states['failed']} failed"
         )
         delivered = {
@@ -512,7 +524,7 @@ class _Demo:
         for n, a in enumerate(attempts, 1):
             status = "no answer" if a["http_status"] is None else f"HTTP {a['http_status']}"
             self.say(
-                f"    attempt {n} at +{(int(a['time_ms']) - first) / 1000:4.1f} s: "
+                f"    attempt {n} at +{(int(a['time_ms']) - first) / 1000:.1f} s: "
                 f"{a['outcome']:9} {status}  answer {a['snippet']}"
             )
         self.say("  failed reports are kept and can be pushed again (replay).")
@@ -527,7 +539,10 @@ class _Demo:
             "queued for another push"
         )
         pending = self._reports("games", state="pending")
-        self.say(f"  games reports pending again right after: {len(pending)}")
+        self.say(
+            f"  {_count(len(pending), 'games report')} pending again; a running service pushes "
+            "them at once (this callback still refuses, so they will fail again)"
+        )
         if got["queued"] != self.n:
             self.problems.append(f"replay queued {got['queued']} of the {self.n} failed reports")
 
@@ -548,12 +563,19 @@ class _Demo:
         if not by_request:
             return None
         biggest = max(by_request.values(), key=len)
-        return biggest[:1], len(biggest)
+        # One delivered and one failed report show both spellings of the result.
+        shown = [r for r in biggest if r.get("ReceiptCode") == "Delivrd"][:1]
+        shown += [r for r in biggest if r.get("ReceiptCode") != "Delivrd"][:1]
+        return shown or biggest[:1], len(biggest)
 
     def _innopaas_sample(self, ep: _Endpoint) -> dict[str, Any] | None:
-        items = [i["report"] for i in self.http.call("GET", f"{ep.receiver.url}/_received")["items"]]
-        # A report with a uid and several segments shows the most fields filled in.
-        rich = [r for r in items if r.get("uid") and r.get("smsNum") != "1"]
+        items = [
+            i["report"] for i in self.http.call("GET", f"{ep.receiver.url}/_received")["items"]
+        ]
+        # A report with its own uid and several segments shows the most fields filled in.
+        rich = [
+            r for r in items if str(r.get("uid")).startswith("order-") and r.get("smsNum") != "1"
+        ]
         chosen = rich or items
         return dict(chosen[0]) if chosen else None
 
@@ -590,7 +612,7 @@ def _traffic(a: int, account: str, i: int) -> tuple[dict[str, object], dict[str,
         "unit_price": "0.05670",
         "access_number": "106900001234",
     }
-    if i % 3 == 0:
+    if i % 2 == 0:
         message["uid"] = f"order-{a}{i:05d}"
     status = _STATUSES[(i + a) % len(_STATUSES)]
     report: dict[str, object]
@@ -610,6 +632,10 @@ def _traffic(a: int, account: str, i: int) -> tuple[dict[str, object], dict[str,
 
 def _msgid(report: dict[str, Any]) -> str:
     return str(report.get("SessionNo") or report.get("msgid") or "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _indent(text: str) -> str:

@@ -358,19 +358,24 @@ def test_any_json_parses_or_raises_only_receiver_parse_error(protocol: str, doc:
     assert isinstance(result, list | ReceiverParseError)
 
 
-# Near-miss documents: the examples with any value in any field and a field or two gone, so
+# Near-miss documents: the examples with odd values in a few fields or a field or two gone, so
 # the fuzzing reaches every per-field check instead of stopping at "not an object".
 _odd_values = (
     json_values
     | st.integers(-(2**63), 2**63 - 1)
-    | st.text(alphabet="0123456789²٣-. ", max_size=20)
+    | st.text(alphabet="0123456789²٣", max_size=20)
 )
 
 
 def _near_miss(example: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    fields = st.fixed_dictionaries({k: st.just(v) | _odd_values for k, v in example.items()})
-    dropped = st.sets(st.sampled_from(sorted(example)), max_size=2)
-    return st.builds(lambda d, gone: {k: v for k, v in d.items() if k not in gone}, fields, dropped)
+    keys = st.sampled_from(sorted(example))
+    return st.builds(
+        lambda changed, gone: {
+            k: changed.get(k, v) for k, v in example.items() if k not in gone or k in changed
+        },
+        st.dictionaries(keys, _odd_values, max_size=3),
+        st.sets(keys, max_size=2),
+    )
 
 
 ucloud_like = st.fixed_dictionaries(

@@ -1,0 +1,1 @@
+"""Benchmarks of dlrpush; run with ``make bench`` (``python -m bench``)."""
