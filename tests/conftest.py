@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,17 +174,59 @@ def received(receiver: Proc) -> dict[str, Any]:
     return data
 
 
-def _store_backends() -> list[str]:
-    return ["sqlite"]
+PG_URL = os.environ.get("DLRPUSH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=_store_backends())
+def _pg_unavailable() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when they can."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[postgres]')"
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"no PostgreSQL at {PG_URL} ({str(exc).strip().splitlines()[0]})"
+    return None
+
+
+PG_SKIP = _pg_unavailable()
+if PG_SKIP and os.environ.get("CI"):
+    # CI has the server; a skip there would hide a broken backend.
+    raise RuntimeError(f"PostgreSQL tests cannot be skipped in CI: {PG_SKIP}")
+needs_postgres = pytest.mark.skipif(PG_SKIP is not None, reason=f"PostgreSQL: {PG_SKIP}")
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh, empty schema on the test server; yields a store URL that uses it."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """Every store backend behind one fixture, so the same contract runs against each."""
-    url = f"sqlite:///{tmp_path}/contract.db"
-    st = open_store(url)
-    await st.open()
-    try:
-        yield st
-    finally:
-        await st.close()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path}/contract.db"
+        else:
+            url = stack.enter_context(pg_schema())
+        st = open_store(url)
+        await st.open()
+        try:
+            yield st
+        finally:
+            await st.close()

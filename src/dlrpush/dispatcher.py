@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -318,6 +318,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._manage_event = asyncio.Event()
         self._manager: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._to_release: list[int] = []
         self.settler = _Settler(store, self.now_ms)
@@ -330,8 +331,8 @@ class Dispatcher:
         # (bounded by the endpoint's timeout) plus writing its outcome.
         return int((ep.timeout_s + self.settings.lease_margin_s) * 1000)
 
-    async def start(self, *, single_process: bool = True) -> None:
-        if single_process:
+    async def start(self) -> None:
+        if self.store.exclusive_dispatch:
             released = await self.store.release_all_leases()
             if released:
                 log.info("released %d leases left by a previous run", released)
@@ -348,6 +349,13 @@ class Dispatcher:
         )
         self.settler.start()
         self._manager = asyncio.create_task(self._manage(), name="dlrpush-manager")
+        notifications = self.store.work_notifications()
+        if notifications is not None:
+            self._listener = asyncio.create_task(self._listen(notifications), name="dlrpush-listen")
+
+    async def _listen(self, notifications: AsyncIterator[frozenset[int]]) -> None:
+        async for endpoint_ids in notifications:
+            self.wake(endpoint_ids)
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:
         for ep_id in endpoint_ids:
@@ -449,6 +457,9 @@ class Dispatcher:
         await asyncio.gather(*(r.task for r in self.runners.values()), return_exceptions=True)
         if self._manager is not None:
             await asyncio.gather(self._manager, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         if self._tasks:
             _, still = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in still:

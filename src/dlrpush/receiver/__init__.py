@@ -265,7 +265,7 @@ def _non_empty(value: str, where: str) -> str:
 
 def _digits(value: str, where: str) -> int:
     # isdigit() alone admits non-ASCII digits such as "²", which int() rejects.
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
         return int(value)
     raise ReceiverParseError(f"expected a decimal integer string, got {value[:40]!r}", where)
 

@@ -9,7 +9,7 @@ in ``tests/contract`` holds them to the same behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -104,6 +104,15 @@ class ReplayResult:
 
 class Store(Protocol):
     """Async store API. Every method is safe to call concurrently from one event loop."""
+
+    @property
+    def exclusive_dispatch(self) -> bool:
+        """True when only one dispatcher may use the store (SQLite): a starting
+        dispatcher may then release every lease at once instead of waiting them out."""
+
+    def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
+        """Endpoint ids that got new due work from another process (PostgreSQL
+        LISTEN/NOTIFY), or None when the backend cannot tell (the dispatcher polls)."""
 
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

@@ -1,7 +1,9 @@
 """Versioned schema migrations shipped as SQL files, one folder per backend.
 
 Files are named ``NNNN_description.sql``; a backend applies, in order, each version not
-yet recorded in its ``schema_migrations`` table, one transaction per file.
+yet recorded in its ``schema_migrations`` table, one transaction per file. An empty
+database instead gets ``schema.sql``, the snapshot of all migrations applied, in one
+transaction; a test holds the two paths to the same schema.
 """
 
 from __future__ import annotations
@@ -39,8 +41,14 @@ def load_migrations(backend: str) -> list[Migration]:
     out = []
     for entry in folder.iterdir():
         name = entry.name
-        if not name.endswith(".sql"):
+        if not name.endswith(".sql") or not name[0].isdigit():
             continue
         version = int(name.split("_", 1)[0])
         out.append(Migration(version, name[:-4], split_statements(entry.read_text("utf-8"))))
     return sorted(out, key=lambda m: m.version)
+
+
+def load_fresh_schema(backend: str) -> tuple[str, ...]:
+    """Statements of the snapshot that a fresh install applies."""
+    path = resources.files("dlrpush.store").joinpath("sql", backend, "schema.sql")
+    return split_statements(path.read_text("utf-8"))

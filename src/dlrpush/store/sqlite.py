@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ from dlrpush.store.base import (
     ReportFilter,
     ReportView,
 )
-from dlrpush.store.migrations import load_migrations
+from dlrpush.store.migrations import load_fresh_schema, load_migrations
 
 T = TypeVar("T")
 
@@ -128,8 +129,11 @@ def _json_ids(ids: Iterable[object]) -> str:
 
 
 class SqliteStore:
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", install_from_snapshot: bool = True
+    ) -> None:
         self._path = path
+        self._from_snapshot = install_from_snapshot
         self._synchronous = synchronous.upper()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrpush-sqlite")
         self._conn: sqlite3.Connection | None = None
@@ -177,32 +181,42 @@ class SqliteStore:
             " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
         )
         done = {row[0] for row in c.execute("SELECT version FROM schema_migrations")}
-        for mig in load_migrations("sqlite"):
+        migrations = load_migrations("sqlite")
+        now = int(time.time() * 1000)
+        if not done and self._from_snapshot:
+            with self._txn(c):
+                for statement in load_fresh_schema("sqlite"):
+                    c.execute(statement)
+                c.executemany(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [(m.version, m.name, now) for m in migrations],
+                )
+            return
+        for mig in migrations:
             if mig.version in done:
                 continue
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with self._txn(c):
                 for statement in mig.statements:
                     c.execute(statement)
                 c.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                    (mig.version, mig.name, int(time.time() * 1000)),
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (mig.version, mig.name, now)
                 )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        c = self.conn
+    @staticmethod
+    @contextmanager
+    def _txn(c: sqlite3.Connection) -> Iterator[None]:
         c.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(c)
+            yield
         except BaseException:
             c.execute("ROLLBACK")
             raise
         c.execute("COMMIT")
-        return result
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        c = self.conn
+        with self._txn(c):
+            return fn(c)
 
     @staticmethod
     def _next_id(c: sqlite3.Connection, table: str) -> int:
@@ -210,6 +224,13 @@ class SqliteStore:
         return int(row[0]) + 1
 
     # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def exclusive_dispatch(self) -> bool:
+        return True
+
+    def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
+        return None
 
     async def open(self) -> None:
         await self._run(self._connect)

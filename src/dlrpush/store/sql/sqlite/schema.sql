@@ -1,0 +1,91 @@
+-- dlrpush schema, SQLite: the fresh-install snapshot. Keep equal to all migrations applied in order (tests/contract/test_migrations.py checks).
+CREATE TABLE accounts (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+
+CREATE TABLE endpoints (
+    id                    INTEGER PRIMARY KEY,
+    account_id            TEXT NOT NULL REFERENCES accounts(id),
+    url                   TEXT NOT NULL,
+    protocol              TEXT NOT NULL,
+    receiver              TEXT NOT NULL DEFAULT '',
+    pswd                  TEXT NOT NULL DEFAULT '',
+    batch_max             INTEGER NOT NULL,
+    retry_schedule        TEXT NOT NULL,
+    timeout_s             REAL NOT NULL,
+    max_in_flight         INTEGER NOT NULL,
+    enabled               INTEGER NOT NULL,
+    description_lang      TEXT NOT NULL,
+    success_body_contains TEXT,
+    created_ms            INTEGER NOT NULL,
+    deleted_ms            INTEGER
+);
+CREATE INDEX endpoints_account ON endpoints(account_id) WHERE deleted_ms IS NULL;
+
+CREATE TABLE messages (
+    msgid           TEXT PRIMARY KEY,
+    account_id      TEXT NOT NULL,
+    phone           TEXT NOT NULL,
+    segments        INTEGER NOT NULL,
+    uid             TEXT,
+    batch_seq       TEXT NOT NULL,
+    request_time_ms INTEGER,
+    unit_price      TEXT,
+    currency        TEXT NOT NULL,
+    access_number   TEXT NOT NULL,
+    country_number  TEXT NOT NULL,
+    region_code     TEXT NOT NULL,
+    mno_name        TEXT NOT NULL,
+    mcc             TEXT NOT NULL,
+    mnc             TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE reports (
+    id             INTEGER PRIMARY KEY,
+    msgid          TEXT NOT NULL,
+    account_id     TEXT,
+    status         TEXT NOT NULL,
+    error_code     TEXT,
+    description    TEXT,
+    receipt        TEXT,
+    report_time_ms INTEGER NOT NULL,
+    received_ms    INTEGER NOT NULL,
+    hold_until_ms  INTEGER,
+    state          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX reports_msgid ON reports(msgid);
+CREATE INDEX reports_waiting ON reports(msgid) WHERE state IN ('held', 'unmatched');
+CREATE INDEX reports_held_until ON reports(hold_until_ms) WHERE state = 'held';
+CREATE INDEX reports_account ON reports(account_id, id);
+CREATE INDEX reports_state ON reports(state, id);
+CREATE INDEX reports_received ON reports(received_ms);
+
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    report_id       INTEGER NOT NULL,
+    endpoint_id     INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    tries           INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER,
+    lease_until_ms  INTEGER NOT NULL DEFAULT 0,
+    updated_ms      INTEGER NOT NULL,
+    UNIQUE (report_id, endpoint_id)
+);
+CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_ms) WHERE state = 'pending';
+
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL,
+    report_id   INTEGER NOT NULL,
+    endpoint_id INTEGER NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    latency_ms  REAL NOT NULL,
+    http_status INTEGER,
+    outcome     TEXT NOT NULL,
+    snippet     TEXT NOT NULL
+);
+CREATE INDEX attempts_report ON attempts(report_id, id);
