@@ -236,7 +236,7 @@ def run_demo(*, reports: int, keep: bool, out: TextIO) -> bool:
     try:
         with _sigterm_runs_cleanup():
             ok = _Demo(say, procs, workdir / "demo.db", reports).run()
-    except _DemoError as exc:
+    except (_DemoError, OSError) as exc:
         say()
         say(f"The demo could not finish: {exc}")
         service_log = procs.items[0].log_tail(15) if procs.items else ""

@@ -7,9 +7,11 @@ the ready line is printed only once the socket accepts connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -39,6 +41,21 @@ async def _open(settings: Settings) -> Store:
     return store
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM once it has stopped serving, which would kill
+    the process before the dispatcher records its in-flight pushes; the service handles
+    the signals itself instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
 async def run_service(settings: Settings) -> None:
     catalogue = load_catalogue(settings)
     store = await _open(settings)
@@ -61,7 +78,10 @@ async def run_service(settings: Settings) -> None:
             loop="asyncio",
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit)
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes no "started" event, only the flag.
         while not server.started and not serving.done():  # noqa: ASYNC110

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import Proc
 
 COMMANDS = ("serve", "worker", "receiver", "demo", "replay", "migrate", "stats")

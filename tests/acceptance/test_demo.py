@@ -6,6 +6,7 @@ starts can be found, and killed, if the demo fails to stop it itself.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -91,7 +92,7 @@ def test_demo_shows_deliveries_retries_a_failing_customer_and_replay(tmp_path: P
     assert "gave up after 4 attempts" in games
     times = [float(t) for t in re.findall(r"attempt \d at \+([0-9.]+) s: rejected", games)]
     assert len(times) == 4, games
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(0.8 <= gap <= 1.8 for gap in gaps), f"retries not ~1 s apart: {times}"
 
     # A report sent before its submission record is held, then matched and delivered.

@@ -232,3 +232,58 @@ def test_kill_9_mid_run_loses_nothing(
     assert {r["state"] for r in reports} == {"delivered"}
     got = {item["report"]["msgid"] for item in received(rcv)["items"]}
     assert got == {f"m{i}" for i in range(n)}  # lost: none
+
+
+def test_unmatched_after_the_window_still_pushed_when_its_record_lands(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    svc = spawn(
+        "serve", "--port", "0", "--store", f"sqlite:///{tmp_path}/w.db",
+        env={"DLRPUSH_HOLD_WINDOW_S": "0.5", "DLRPUSH_POLL_INTERVAL_S": "0.2"},
+    )
+    rcv = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet")
+    api = api_factory(svc.url)
+    _customer(api, "shop", rcv, "ucloud")
+    api.post("/v1/reports", [{"msgid": "late", "status": "EXPIRED"}], 202)
+    deadline = time.monotonic() + 10
+    while api.reports()[0]["state"] != "unmatched" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert api.reports(state="unmatched")[0]["msgid"] == "late"
+    api.post("/v1/messages", [{"msgid": "late", "account": "shop", "phone": "13912345678"}], 202)
+    (report,) = api.wait_settled(1)
+    assert report["state"] == "delivered"
+    assert [i["report"]["ReceiptCode"] for i in received(rcv)["items"]] == ["EXPIRED"]
+
+
+def test_the_providers_loose_reply_counts_as_success(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    svc = _service(spawn, tmp_path)
+    rcv = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet", "--loose-reply")
+    api = api_factory(svc.url)
+    _customer(api, "shop", rcv, "ucloud")
+    _traffic(api, "shop", 2)
+    reports = api.wait_settled(2)
+    assert [r["state"] for r in reports] == ["delivered", "delivered"]
+    (attempt,) = api.get(f"/v1/reports/{reports[0]['id']}/attempts")
+    assert attempt["snippet"].startswith("{\n    code: 0")
+
+
+def test_graceful_stop_records_in_flight_pushes(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    svc = _service(spawn, tmp_path)
+    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
+                "--delay-ms", "800")
+    api = api_factory(svc.url)
+    _customer(api, "shop", rcv, "innopaas", max_in_flight=4)
+    _traffic(api, "shop", 4)
+    deadline = time.monotonic() + 10
+    while received(rcv)["requests"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert svc.stop() == 0  # SIGTERM while 4 pushes wait on the slow receiver
+    svc2 = _service(spawn, tmp_path)
+    reports = api_factory(svc2.url).wait_settled(4)
+    # Acknowledged before the stop and recorded: not pushed a second time.
+    assert [r["attempts"] for r in reports] == [1, 1, 1, 1]
+    assert received(rcv)["reports"] == 4

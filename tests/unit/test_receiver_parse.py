@@ -361,9 +361,7 @@ def test_any_json_parses_or_raises_only_receiver_parse_error(protocol: str, doc:
 # Near-miss documents: the examples with odd values in a few fields or a field or two gone, so
 # the fuzzing reaches every per-field check instead of stopping at "not an object".
 _odd_values = (
-    json_values
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.text(alphabet="0123456789²٣", max_size=20)
+    json_values | st.integers(-(2**63), 2**63 - 1) | st.text(alphabet="0123456789²٣", max_size=20)
 )
 
 
