@@ -93,12 +93,20 @@ def run(protocol: str, n: int, batch_max: int = 100, chunk: int = 1000) -> Resul
         ).raise_for_status()
         for start in range(0, n, chunk):
             msgs = [
-                {"msgid": f"m{i}", "account": "bench", "phone": f"86139{i % 10**8:08d}",
-                 "segments": 1, "unit_price": "0.05670"}
+                {
+                    "msgid": f"m{i}",
+                    "account": "bench",
+                    "phone": f"86139{i % 10**8:08d}",
+                    "segments": 1,
+                    "unit_price": "0.05670",
+                }
                 for i in range(start, min(n, start + chunk))
             ]
-            api.post("/v1/messages", content=orjson.dumps(msgs),
-                     headers={"content-type": "application/json"}).raise_for_status()
+            api.post(
+                "/v1/messages",
+                content=orjson.dumps(msgs),
+                headers={"content-type": "application/json"},
+            ).raise_for_status()
         bodies = [
             orjson.dumps(
                 [{"msgid": f"m{i}", "status": "DELIVRD"} for i in range(s, min(n, s + chunk))]
@@ -107,8 +115,9 @@ def run(protocol: str, n: int, batch_max: int = 100, chunk: int = 1000) -> Resul
         ]
         t0 = time.perf_counter()
         for body in bodies:
-            api.post("/v1/reports", content=body,
-                     headers={"content-type": "application/json"}).raise_for_status()
+            api.post(
+                "/v1/reports", content=body, headers={"content-type": "application/json"}
+            ).raise_for_status()
         t_ingest = time.perf_counter() - t0
         stats: dict[str, Any] = {}
         while True:
@@ -151,14 +160,20 @@ def main(argv: list[str] | None = None) -> None:
         results.append(run("ucloud", args.ucloud))
     if args.innopaas:
         results.append(run("innopaas", args.innopaas))
-    print("| protocol | reports | per request | end-to-end reports/s | ingest reports/s |"
-          " service CPU s | service peak RSS MB |")
+    print(
+        "| protocol | reports | per request | end-to-end reports/s | ingest reports/s |"
+        " service CPU s | service peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.protocol} | {r.reports} | {r.batch_max} | {r.reports_per_s} |"
-              f" {r.ingest_per_s} | {r.service_cpu_s} | {r.service_peak_rss_mb} |")
+        print(
+            f"| {r.protocol} | {r.reports} | {r.batch_max} | {r.reports_per_s} |"
+            f" {r.ingest_per_s} | {r.service_cpu_s} | {r.service_peak_rss_mb} |"
+        )
     if args.json:
-        args.json.write_bytes(orjson.dumps([asdict(r) for r in results], option=orjson.OPT_INDENT_2))
+        args.json.write_bytes(
+            orjson.dumps([asdict(r) for r in results], option=orjson.OPT_INDENT_2)
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,11 @@ def test_account_conflict_and_lookup(client: TestClient) -> None:
 def test_endpoint_lifecycle_never_echoes_the_password(client: TestClient) -> None:
     resp = client.post(
         "/v1/accounts/acme/endpoints",
-        json={"url": "http://127.0.0.1:9/cb", "protocol": "innopaas",
-              "credentials": {"receiver": "account", "pswd": "s3cret"}},
+        json={
+            "url": "http://127.0.0.1:9/cb",
+            "protocol": "innopaas",
+            "credentials": {"receiver": "account", "pswd": "s3cret"},
+        },
     )
     assert resp.status_code == 201
     ep = resp.json()
@@ -83,8 +86,10 @@ def test_endpoint_lifecycle_never_echoes_the_password(client: TestClient) -> Non
         ({"url": "ftp://127.0.0.1/x", "protocol": "ucloud"}, "url"),
         ({"url": "http://127.0.0.1/x", "protocol": "smtp"}, "protocol"),
         ({"url": "http://127.0.0.1/x", "protocol": "ucloud", "batch_max": 0}, "batch_max"),
-        ({"url": "http://127.0.0.1/x", "protocol": "ucloud", "retry_schedule_s": [-1]},
-         "retry_schedule_s"),
+        (
+            {"url": "http://127.0.0.1/x", "protocol": "ucloud", "retry_schedule_s": [-1]},
+            "retry_schedule_s",
+        ),
         ({"url": "http://127.0.0.1/x", "protocol": "ucloud", "timeout_s": 0}, "timeout_s"),
         ({"url": "http://10.0.0.8/x", "protocol": "ucloud"}, "url"),
         ({"url": "http://169.254.169.254/latest", "protocol": "ucloud"}, "url"),
@@ -101,8 +106,9 @@ def test_loopback_callbacks_are_refused_unless_allowed(tmp_path: Path) -> None:
     s = Settings(store=f"sqlite:///{tmp_path}/strict.db")
     with TestClient(create_app(s, open_store(s.store))) as c:
         c.post("/v1/accounts", json={"id": "a"})
-        resp = c.post("/v1/accounts/a/endpoints",
-                      json={"url": "http://127.0.0.1:9000/", "protocol": "ucloud"})
+        resp = c.post(
+            "/v1/accounts/a/endpoints", json={"url": "http://127.0.0.1:9000/", "protocol": "ucloud"}
+        )
         assert resp.status_code == 422
         assert "DLRPUSH_CALLBACK_ALLOW" in resp.json()["error"]
 
@@ -181,8 +187,10 @@ def test_receipt_text_and_status_normalisation(client: TestClient) -> None:
     resp = client.post(
         "/v1/reports",
         json=[
-            {"receipt": "id:abc sub:001 dlvrd:001 submit date:2506101652 done date:2506101653"
-                        " stat:DELIVRD err:000 text:hi"},
+            {
+                "receipt": "id:abc sub:001 dlvrd:001 submit date:2506101652 done date:2506101653"
+                " stat:DELIVRD err:000 text:hi"
+            },
             {"msgid": "m2", "status": "Delivrd"},
         ],
     )

@@ -238,7 +238,11 @@ def test_unmatched_after_the_window_still_pushed_when_its_record_lands(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
     svc = spawn(
-        "serve", "--port", "0", "--store", f"sqlite:///{tmp_path}/w.db",
+        "serve",
+        "--port",
+        "0",
+        "--store",
+        f"sqlite:///{tmp_path}/w.db",
         env={"DLRPUSH_HOLD_WINDOW_S": "0.5", "DLRPUSH_POLL_INTERVAL_S": "0.2"},
     )
     rcv = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet")
@@ -273,8 +277,7 @@ def test_graceful_stop_records_in_flight_pushes(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
     svc = _service(spawn, tmp_path)
-    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
-                "--delay-ms", "800")
+    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet", "--delay-ms", "800")
     api = api_factory(svc.url)
     _customer(api, "shop", rcv, "innopaas", max_in_flight=4)
     _traffic(api, "shop", 4)

@@ -133,8 +133,10 @@ class SqliteStore:
         self, path: str, *, synchronous: str = "FULL", install_from_snapshot: bool = True
     ) -> None:
         self._path = path
+        self._sync_ack = synchronous.upper()
+        self._sync_bookkeeping = "NORMAL" if self._sync_ack in ("FULL", "EXTRA") else self._sync_ack
+        self._sync_now = self._sync_ack
         self._from_snapshot = install_from_snapshot
-        self._synchronous = synchronous.upper()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrpush-sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -167,7 +169,7 @@ class SqliteStore:
             self._path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA synchronous={self._sync_ack}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-65536")
@@ -214,7 +216,20 @@ class SqliteStore:
         c.execute("COMMIT")
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write whose commit is acknowledged to a client: synced as configured."""
+        return self._write_at(self._sync_ack, fn)
+
+    def _bookkeeping(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A dispatcher write (lease, outcome). Losing the last of these to a power cut
+        only means a report is pushed again, so it skips the fsync; a process crash
+        loses nothing either way in WAL mode, and the next synced commit covers it."""
+        return self._write_at(self._sync_bookkeeping, fn)
+
+    def _write_at(self, level: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         c = self.conn
+        if level != self._sync_now:
+            c.execute(f"PRAGMA synchronous={level}")
+            self._sync_now = level
         with self._txn(c):
             return fn(c)
 
@@ -510,7 +525,7 @@ class SqliteStore:
                 )
             return [_push_item_from_row(r) for r in rows]
 
-        return await self._run(self._write, _do)
+        return await self._run(self._bookkeeping, _do)
 
     async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         def _do(c: sqlite3.Connection) -> None:
@@ -546,7 +561,7 @@ class SqliteStore:
                 per_report[s.attempt.report_id] = per_report.get(s.attempt.report_id, 0) + 1
             c.executemany(_REPORT_STATE_SQL, [(n, rid) for rid, n in per_report.items()])
 
-        await self._run(self._write, _do)
+        await self._run(self._bookkeeping, _do)
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         ids = _json_ids(delivery_ids)
@@ -558,7 +573,7 @@ class SqliteStore:
                 (ids,),
             )
 
-        await self._run(self._write, _do)
+        await self._run(self._bookkeeping, _do)
 
     async def release_all_leases(self) -> int:
         def _do(c: sqlite3.Connection) -> int:
@@ -567,7 +582,7 @@ class SqliteStore:
                 " WHERE state = 'pending' AND lease_until_ms > 0"
             ).rowcount
 
-        return await self._run(self._write, _do)
+        return await self._run(self._bookkeeping, _do)
 
     async def due_endpoints(self, now_ms: int) -> dict[int, int]:
         def _do() -> dict[int, int]:
@@ -595,7 +610,7 @@ class SqliteStore:
                 (now_ms,),
             ).rowcount
 
-        return await self._run(self._write, _do)
+        return await self._run(self._bookkeeping, _do)
 
     # -- reading and operating --------------------------------------------------------
 
