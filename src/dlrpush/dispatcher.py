@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -148,7 +149,10 @@ class _Runner:
         self.ep = endpoint
         self.protocol: Protocol = get_protocol(endpoint.protocol)
         self.inflight = 0
-        self.next_due: int | None = None
+        # Every due time this runner knows of (retries it scheduled, work the manager
+        # found), so one falling due never hides the next.
+        self.due: list[int] = []
+        self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
         self.event = asyncio.Event()
         self.stopped = False
@@ -159,8 +163,11 @@ class _Runner:
         self.event.set()
 
     def note_due(self, due_ms: int) -> None:
-        if self.next_due is None or due_ms < self.next_due:
-            self.next_due = due_ms
+        if due_ms in self._due_set:
+            return
+        self._due_set.add(due_ms)
+        heapq.heappush(self.due, due_ms)
+        if self.due[0] == due_ms:
             self.event.set()
 
     def update(self, endpoint: Endpoint) -> None:
@@ -176,8 +183,8 @@ class _Runner:
         while not (self.stopped or self.d.stopping):
             self.event.clear()
             now = self.d.now_ms()
-            if self.next_due is not None and self.next_due <= now + DUE_SLACK_MS:
-                self.next_due = None
+            while self.due and self.due[0] <= now + DUE_SLACK_MS:
+                self._due_set.discard(heapq.heappop(self.due))
                 self.kicked = True
             if self.kicked:
                 self.kicked = False
@@ -187,7 +194,7 @@ class _Runner:
                     log.warning("endpoint %s: claiming failed: %s", self.ep.id, exc)
                     self.note_due(self.d.now_ms() + 1000)
                 continue
-            timeout = None if self.next_due is None else (self.next_due - now) / 1000
+            timeout = (self.due[0] - now) / 1000 if self.due else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.event.wait(), timeout)
 

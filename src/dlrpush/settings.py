@@ -55,6 +55,11 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+def _label(field_name: str) -> str:
+    """How an error names a setting: its name, and where it can be given."""
+    return f"{field_name} ({env_name(field_name)})"
+
+
 def parse_networks(value: str, setting: str = "callback_allow") -> tuple[Network, ...]:
     out = []
     for part in value.split(","):
@@ -64,12 +69,12 @@ def parse_networks(value: str, setting: str = "callback_allow") -> tuple[Network
         try:
             out.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise ConfigError(f"{env_name(setting)}: {part!r} is not a CIDR") from None
+            raise ConfigError(f"{_label(setting)}: {part!r} is not a CIDR") from None
     return tuple(out)
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
-    where = env_name(name)
+    where = _label(name)
     if name == "callback_allow":
         if isinstance(raw, list | tuple):
             raw = ",".join(str(x) for x in raw)
@@ -100,21 +105,21 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
 
 def _check(s: Settings) -> Settings:
     if not 0 <= s.port <= 65535:
-        raise ConfigError(f"{env_name('port')}: {s.port} is not a port number")
+        raise ConfigError(f"{_label('port')}: {s.port} is not a port number")
     if s.hold_window_s < 0:
-        raise ConfigError(f"{env_name('hold_window_s')}: must not be negative")
+        raise ConfigError(f"{_label('hold_window_s')}: must not be negative")
     if s.max_in_flight_total < 1:
-        raise ConfigError(f"{env_name('max_in_flight_total')}: must be at least 1")
+        raise ConfigError(f"{_label('max_in_flight_total')}: must be at least 1")
     if s.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ConfigError(f"{env_name('sqlite_synchronous')}: one of OFF, NORMAL, FULL, EXTRA")
+        raise ConfigError(f"{_label('sqlite_synchronous')}: one of OFF, NORMAL, FULL, EXTRA")
     if s.log_format not in ("text", "json"):
-        raise ConfigError(f"{env_name('log_format')}: one of text, json")
+        raise ConfigError(f"{_label('log_format')}: one of text, json")
     try:
         from zoneinfo import ZoneInfo
 
         ZoneInfo(s.receipt_tz)
     except Exception:
-        raise ConfigError(f"{env_name('receipt_tz')}: unknown time zone {s.receipt_tz!r}") from None
+        raise ConfigError(f"{_label('receipt_tz')}: unknown time zone {s.receipt_tz!r}") from None
     return s
 
 

@@ -290,3 +290,22 @@ def test_graceful_stop_records_in_flight_pushes(
     # Acknowledged before the stop and recorded: not pushed a second time.
     assert [r["attempts"] for r in reports] == [1, 1, 1, 1]
     assert received(rcv)["reports"] == 4
+
+
+def test_retries_of_reports_due_at_different_times_each_keep_one_second_gaps(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    svc = _service(spawn, tmp_path)
+    bad = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
+                "--fail-rate", "1")
+    api = api_factory(svc.url)
+    _customer(api, "shop", bad, "innopaas")
+    api.post("/v1/messages", [{"msgid": m, "account": "shop", "phone": "13912345678"}
+                              for m in ("a", "b")], 202)
+    api.post("/v1/reports", [{"msgid": "a", "status": "DELIVRD"}], 202)
+    time.sleep(0.4)
+    api.post("/v1/reports", [{"msgid": "b", "status": "DELIVRD"}], 202)
+    for report in api.wait_settled(2, timeout=30):
+        times = [a["time_ms"] for a in api.get(f"/v1/reports/{report['id']}/attempts")]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) == 4 and all(900 <= g <= 1400 for g in gaps), (report["msgid"], gaps)

@@ -8,8 +8,12 @@ from dlrpush.errors import ConfigError
 from dlrpush.store.base import Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-    """Build the backend for ``url`` (not yet connected: call ``await store.open()``)."""
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", pg_pool_max: int = 10) -> Store:
+    """Build the backend for ``url`` (not yet connected: call ``await store.open()``).
+
+    ``pg_pool_max`` caps the PostgreSQL connection pool of this process (the LISTEN
+    connection of a dispatcher comes on top).
+    """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from dlrpush.store.sqlite import SqliteStore
@@ -20,7 +24,15 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
             raise ConfigError(f"store URL {url!r}: expected sqlite:///path/to/file.db")
         return SqliteStore(path, synchronous=sqlite_synchronous)
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError(
-            f"store URL {url!r}: the PostgreSQL backend is not available in this release"
-        )
-    raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; use sqlite:///path")
+        if pg_pool_max < 1:
+            raise ConfigError(f"PostgreSQL pool size must be at least 1, not {pg_pool_max}")
+        try:
+            from dlrpush.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise ConfigError(
+                "the PostgreSQL store needs psycopg: pip install 'dlrpush[postgres]'"
+            ) from exc
+        return PostgresStore(url, pool_max=pg_pool_max)
+    raise ConfigError(
+        f"store URL {url!r}: unknown scheme {scheme!r}; use sqlite:///path or postgresql://…"
+    )

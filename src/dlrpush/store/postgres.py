@@ -1,0 +1,1001 @@
+"""The PostgreSQL store: many service processes share one database through a connection pool.
+
+This module owns the PostgreSQL side of the ``Store`` contract: the pool (psycopg 3 async
+with ``psycopg_pool``), schema migrations for ``sql/postgres``, the set-based SQL for
+ingest, claim and settle, the ``dlrpush_work`` NOTIFY sent when ingest or replay creates
+due work, and the LISTEN connection behind ``work_notifications()``. Unlike SQLite,
+several dispatchers may claim from the same tables at once, so a claim locks its rows
+with ``FOR UPDATE SKIP LOCKED`` and nobody ever releases another worker's leases at
+start. Every method is one or two short transactions on a pooled connection; none is
+held open while anything but the database is awaited, and a claim is committed before
+the caller pushes. Driver and pool failures surface as ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from dlrpush.errors import Conflict, NotFound, StoreUnavailable
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    Credentials,
+    DeliveryState,
+    Endpoint,
+    Enrichment,
+    IncomingReport,
+    Message,
+    PushItem,
+    ReportState,
+    Settlement,
+)
+from dlrpush.store.base import (
+    AttemptView,
+    DeliveryView,
+    IngestResult,
+    Page,
+    ReplayFilter,
+    ReplayResult,
+    ReportFilter,
+    ReportView,
+)
+from dlrpush.store.migrations import load_fresh_schema, load_migrations
+
+log = logging.getLogger("dlrpush.store.postgres")
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+CHANNEL = "dlrpush_work"
+# NOTIFY payloads must stay under 8000 bytes; ids are sent in chunks well below that.
+_NOTIFY_MAX_CHARS = 7000
+# The LISTEN connection wakes this often to notice a closed store and, when idle for
+# _LISTEN_PING_S, sends a query so a dead TCP connection is found without waiting for
+# the kernel's keepalive (two hours by default).
+_LISTEN_POLL_S = 0.5
+_LISTEN_PING_S = 30.0
+_RECONNECT_MIN_S = 0.2
+_RECONNECT_MAX_S = 10.0
+
+_ENDPOINT_COLS = (
+    "id, account_id, url, protocol, receiver, pswd, batch_max, retry_schedule, timeout_s,"
+    " max_in_flight, enabled, description_lang, success_body_contains, created_ms"
+)
+
+# The claim is one statement, so in autocommit it is committed before it returns. The
+# inner SELECT locks its rows with SKIP LOCKED, so concurrent claimers (other processes,
+# other runners) pass over each other's rows instead of queueing behind them; a row
+# another claimer leased and committed after our snapshot is re-checked on lock and
+# dropped, since its lease_until_ms is then in the future.
+_CLAIM_SQL = """
+WITH picked AS (
+    SELECT id FROM deliveries
+    WHERE endpoint_id = %(ep)s AND state = 'pending' AND next_attempt_ms <= %(now)s
+      AND lease_until_ms <= %(now)s
+    ORDER BY next_attempt_ms, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE deliveries d SET lease_until_ms = %(lease)s
+    FROM picked WHERE d.id = picked.id
+    RETURNING d.id, d.report_id, d.tries, d.next_attempt_ms
+)
+SELECT l.id, l.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
+       r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
+       m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, l.tries
+FROM leased l
+JOIN reports r ON r.id = l.report_id
+JOIN messages m ON m.msgid = r.msgid
+ORDER BY l.next_attempt_ms, l.id
+"""
+
+# Report rows are locked in id order by a statement of their own before the state is
+# recomputed. The order keeps two settlers sharing reports (one report, two endpoints)
+# from deadlocking; the separate statement matters too: under READ COMMITTED the next
+# statement takes a fresh snapshot, so it sees the deliveries of whichever transaction
+# held the lock before us. Recomputing inside the statement that waited would use the
+# old snapshot and could leave a report "pending" after its last delivery settled.
+_LOCK_REPORTS_SQL = """
+SELECT id FROM reports WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+"""
+
+# A report's state is the least advanced of its deliveries.
+_REPORT_STATE_SQL = """
+UPDATE reports r SET attempts = r.attempts + s.n, state = CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id
+                 AND d.state = 'pending') THEN 'pending'
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id
+                 AND d.state = 'failed') THEN 'failed'
+    ELSE 'delivered' END
+FROM unnest(%s::bigint[], %s::integer[]) AS s(id, n)
+WHERE r.id = s.id
+"""
+
+# One delivery per enabled, live endpoint of each matched report's account. The
+# endpoints are share-locked (in id order) so a concurrent delete_endpoint either
+# commits first, and its endpoint is skipped here, or waits for this transaction and
+# then fails the deliveries it created; without the lock the two could cross and leave
+# pending deliveries on a deleted endpoint that nobody would ever claim.
+_FAN_OUT_SQL = """
+WITH eps AS (
+    SELECT id, account_id FROM endpoints
+    WHERE account_id = ANY(%(accounts)s::text[]) AND deleted_ms IS NULL AND enabled
+    ORDER BY id
+    FOR SHARE
+), created AS (
+    INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
+                            lease_until_ms, updated_ms)
+    SELECT r.id, e.id, 'pending', 0, %(now)s::bigint, 0, %(now)s::bigint
+    FROM unnest(%(reports)s::bigint[], %(report_accounts)s::text[]) AS r(id, account_id)
+    JOIN eps e ON e.account_id = r.account_id
+    ORDER BY r.id, e.id
+    ON CONFLICT (report_id, endpoint_id) DO NOTHING
+    RETURNING endpoint_id
+)
+SELECT DISTINCT endpoint_id FROM created
+"""
+
+# Held or unmatched reports whose submission record is now stored become pending. Rows
+# are locked in id order (the subquery) so this never deadlocks with expire_held or
+# another matcher; a row that changed while we waited is re-checked and dropped.
+_MATCH_WAITING_SQL = """
+UPDATE reports r SET state = 'pending', account_id = w.account_id, hold_until_ms = NULL
+FROM (
+    SELECT rr.id, m.account_id FROM reports rr JOIN messages m ON m.msgid = rr.msgid
+    WHERE rr.{key} = ANY(%s::{key_type}[]) AND rr.state IN ('held', 'unmatched')
+    ORDER BY rr.id
+    FOR UPDATE OF rr
+) w
+WHERE r.id = w.id
+RETURNING r.id, r.account_id
+"""
+
+_INSERT_MESSAGES_SQL = """
+INSERT INTO messages (msgid, account_id, phone, segments, uid, batch_seq, request_time_ms,
+                      unit_price, currency, access_number, country_number, region_code,
+                      mno_name, mcc, mnc, created_ms)
+SELECT msgid, account_id, phone, segments, uid, batch_seq, request_time_ms, unit_price,
+       currency, access_number, country_number, region_code, mno_name, mcc, mnc, %s::bigint
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[],
+            %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[], %s::text[], %s::text[])
+     WITH ORDINALITY AS t(msgid, account_id, phone, segments, uid, batch_seq,
+                          request_time_ms, unit_price, currency, access_number,
+                          country_number, region_code, mno_name, mcc, mnc, ord)
+ORDER BY ord
+ON CONFLICT (msgid) DO NOTHING
+"""
+
+# The owner is looked up in the same statement that inserts, and ORDER BY ord hands out
+# ids in input order, as SQLite does.
+_INSERT_REPORTS_SQL = """
+INSERT INTO reports (msgid, account_id, status, error_code, description, receipt,
+                     report_time_ms, received_ms, hold_until_ms, state, attempts)
+SELECT t.msgid, m.account_id, t.status, t.error_code, t.description, t.receipt,
+       t.report_time_ms, %(now)s::bigint,
+       CASE WHEN m.msgid IS NULL THEN %(hold_until)s::bigint END,
+       CASE WHEN m.msgid IS NULL THEN 'held' ELSE 'pending' END, 0
+FROM unnest(%(msgid)s::text[], %(status)s::text[], %(error_code)s::text[],
+            %(description)s::text[], %(receipt)s::text[], %(report_time_ms)s::bigint[])
+     WITH ORDINALITY AS t(msgid, status, error_code, description, receipt,
+                          report_time_ms, ord)
+LEFT JOIN messages m ON m.msgid = t.msgid
+ORDER BY t.ord
+RETURNING id, account_id
+"""
+
+# Deliveries are aggregated per report in the same statement, so a listed report and
+# its deliveries come from one snapshot.
+_REPORT_VIEW_SQL = """
+SELECT r.id, r.msgid, r.account_id, r.status, r.error_code, r.description, r.report_time_ms,
+       r.received_ms, r.state, r.attempts, d.endpoint_ids, d.states, d.tries, d.next_ms,
+       d.updated_ms
+FROM reports r
+LEFT JOIN LATERAL (
+    SELECT array_agg(endpoint_id ORDER BY endpoint_id) AS endpoint_ids,
+           array_agg(state ORDER BY endpoint_id) AS states,
+           array_agg(tries ORDER BY endpoint_id) AS tries,
+           array_agg(next_attempt_ms ORDER BY endpoint_id) AS next_ms,
+           array_agg(updated_ms ORDER BY endpoint_id) AS updated_ms
+    FROM deliveries WHERE report_id = r.id
+) d ON true
+"""
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; receivers' replies and carrier texts sometimes do.
+    # A NUL would make the whole batch fail on every retry, so it becomes U+FFFD.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _endpoint_from_row(row: Sequence[Any]) -> Endpoint:
+    return Endpoint(
+        id=row[0],
+        account_id=row[1],
+        url=row[2],
+        protocol=row[3],
+        credentials=Credentials(receiver=row[4], pswd=row[5]),
+        batch_max=row[6],
+        retry_schedule_s=tuple(float(x) for x in row[7]),
+        timeout_s=row[8],
+        max_in_flight=row[9],
+        enabled=bool(row[10]),
+        description_lang=row[11],
+        success_body_contains=row[12],
+        created_ms=row[13],
+    )
+
+
+def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
+    return (
+        _text(ep.account_id),
+        _text(ep.url),
+        ep.protocol,
+        _text(ep.credentials.receiver),
+        _text(ep.credentials.pswd),
+        ep.batch_max,
+        [float(x) for x in ep.retry_schedule_s],
+        ep.timeout_s,
+        ep.max_in_flight,
+        ep.enabled,
+        ep.description_lang,
+        _opt_text(ep.success_body_contains),
+        ep.created_ms,
+    )
+
+
+def _push_item_from_row(row: Sequence[Any]) -> PushItem:
+    return PushItem(
+        delivery_id=row[0],
+        report_id=row[1],
+        msgid=row[2],
+        phone=row[3],
+        segments=row[4],
+        status=row[5],
+        description=row[6],
+        report_time_ms=row[7],
+        uid=row[8],
+        batch_seq=row[9],
+        request_time_ms=row[10],
+        unit_price=row[11],
+        currency=row[12],
+        access_number=row[13],
+        enrichment=Enrichment(
+            country_number=row[14],
+            region_code=row[15],
+            mno_name=row[16],
+            mcc=row[17],
+            mnc=row[18],
+        ),
+        tries=row[19],
+    )
+
+
+def _report_view_from_row(r: Sequence[Any]) -> ReportView:
+    deliveries: tuple[DeliveryView, ...] = ()
+    if r[10] is not None:
+        deliveries = tuple(
+            DeliveryView(ep, DeliveryState(state), tries, nxt, upd)
+            for ep, state, tries, nxt, upd in zip(r[10], r[11], r[12], r[13], r[14], strict=True)
+        )
+    return ReportView(
+        id=r[0],
+        msgid=r[1],
+        account=r[2],
+        status=r[3],
+        error_code=r[4],
+        description=r[5],
+        report_time_ms=r[6],
+        received_ms=r[7],
+        state=ReportState(r[8]),
+        attempts=r[9],
+        deliveries=deliveries,
+    )
+
+
+def _parse_payload(payload: str) -> frozenset[int]:
+    out = set()
+    for part in payload.split(","):
+        part = part.strip()
+        if part.isdigit():
+            out.add(int(part))
+    return frozenset(out)
+
+
+def _payloads(endpoint_ids: Iterable[int]) -> list[str]:
+    chunks: list[str] = []
+    current = ""
+    for ep_id in sorted(endpoint_ids):
+        piece = str(ep_id)
+        if current and len(current) + 1 + len(piece) > _NOTIFY_MAX_CHARS:
+            chunks.append(current)
+            current = ""
+        current = f"{current},{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    lines = str(exc).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
+    return StoreUnavailable(f"postgresql: {detail}")
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_max: int = 10,
+        connect_timeout_s: float = 10.0,
+        install_from_snapshot: bool = True,
+    ) -> None:
+        self._url = url
+        self._pool_max = max(1, pool_max)
+        self._connect_timeout_s = connect_timeout_s
+        self._from_snapshot = install_from_snapshot
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._closed = asyncio.Event()
+        # libpq waits forever on an unreachable host unless told otherwise; a value the
+        # URL gives wins.
+        given = conninfo_to_dict(url)
+        self._connect_kwargs: dict[str, Any] = {}
+        if "connect_timeout" not in given:
+            self._connect_kwargs["connect_timeout"] = max(1, int(connect_timeout_s))
+        if "application_name" not in given:
+            self._connect_kwargs["application_name"] = "dlrpush"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        """A pooled connection in autocommit: a single statement is its own transaction;
+        several go in ``conn.transaction()``."""
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"postgresql: no connection available within {pool.timeout:g}s"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            # Lost connection, server restart, deadlock victim, statement timeout: the
+            # transaction was rolled back and the caller may retry. The pool drops a
+            # broken connection when it comes back.
+            raise _unavailable(exc) from exc
+
+    async def _notify(self, conn: Conn, endpoint_ids: Collection[int]) -> None:
+        # Inside the caller's transaction: listeners hear it only if the work committed.
+        for payload in _payloads(endpoint_ids):
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def exclusive_dispatch(self) -> bool:
+        # Dispatchers in other processes may hold live leases on the same tables.
+        return False
+
+    def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
+        return self._listen()
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._closed.clear()
+        # One direct connection first: a wrong host, password or database name fails
+        # here at once with the server's own words, where the pool would keep retrying
+        # until its timeout and then only say that it timed out.
+        try:
+            probe = await psycopg.AsyncConnection.connect(self._url, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        await probe.close()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._url,
+            min_size=min(2, self._pool_max),
+            max_size=self._pool_max,
+            kwargs={"autocommit": True, **self._connect_kwargs},
+            open=False,
+            name="dlrpush",
+            timeout=self._connect_timeout_s,
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout_s)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StoreUnavailable(
+                f"postgresql: cannot connect within {self._connect_timeout_s:g}s"
+            ) from exc
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        try:
+            await self._migrate()
+        except BaseException:
+            self._pool = None
+            await pool.close()
+            raise
+
+    async def close(self) -> None:
+        self._closed.set()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.execute("SELECT 1")
+
+    async def _migrate(self) -> None:
+        async with self._conn() as conn:
+            # Several processes may start at once: one migrates, the others wait and
+            # then find nothing left to do. Keyed by schema so separate schemas (tests,
+            # deployments sharing a database) do not wait for each other.
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtext('dlrpush.migrate.' || current_schema()))"
+            )
+            try:
+                await self._apply_migrations(conn)
+            finally:
+                if not conn.closed:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock("
+                        "hashtext('dlrpush.migrate.' || current_schema()))"
+                    )
+
+    async def _apply_migrations(self, conn: Conn) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+        )
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cur.fetchall()}
+        migrations = load_migrations("postgres")
+        now = int(time.time() * 1000)
+        record = "INSERT INTO schema_migrations VALUES (%s, %s, %s)"
+        if not done and self._from_snapshot:
+            async with conn.transaction():
+                for statement in load_fresh_schema("postgres"):
+                    await conn.execute(statement)
+                async with conn.cursor() as c:
+                    await c.executemany(record, [(m.version, m.name, now) for m in migrations])
+            return
+        for mig in migrations:
+            if mig.version in done:
+                continue
+            async with conn.transaction():
+                for statement in mig.statements:
+                    await conn.execute(statement)
+                await conn.execute(record, (mig.version, mig.name, now))
+            log.info("applied migration %s", mig.name)
+
+    # -- accounts and endpoints -------------------------------------------------------
+
+    async def create_account(self, account: Account) -> Account:
+        async with self._conn() as conn:
+            try:
+                await conn.execute(
+                    "INSERT INTO accounts (id, name, created_ms) VALUES (%s, %s, %s)",
+                    (_text(account.id), _text(account.name), account.created_ms),
+                )
+            except pg_errors.UniqueViolation:
+                raise Conflict(f"account {account.id!r} exists") from None
+        return account
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, name, created_ms FROM accounts WHERE id = %s", (_text(account_id),)
+            )
+            row = await cur.fetchone()
+        return Account(*row) if row else None
+
+    async def missing_accounts(self, ids: Collection[str]) -> set[str]:
+        wanted = set(ids)
+        if not wanted:
+            return set()
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM accounts WHERE id = ANY(%s::text[])",
+                ([_text(i) for i in wanted],),
+            )
+            found = {r[0] for r in await cur.fetchall()}
+        return wanted - found
+
+    async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        async with self._conn() as conn:
+            try:
+                cur = await conn.execute(
+                    "INSERT INTO endpoints (account_id, url, protocol, receiver, pswd,"
+                    " batch_max, retry_schedule, timeout_s, max_in_flight, enabled,"
+                    " description_lang, success_body_contains, created_ms)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s::double precision[], %s, %s, %s,"
+                    " %s, %s, %s) RETURNING id",
+                    _endpoint_params(endpoint),
+                )
+            except pg_errors.ForeignKeyViolation:
+                raise NotFound(f"account {endpoint.account_id!r} does not exist") from None
+            row = await cur.fetchone()
+        assert row is not None
+        return replace(endpoint, id=int(row[0]))
+
+    async def get_endpoint(self, endpoint_id: int) -> Endpoint | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE id = %s AND deleted_ms IS NULL",
+                (endpoint_id,),
+            )
+            row = await cur.fetchone()
+        return _endpoint_from_row(row) if row else None
+
+    async def list_endpoints(
+        self, account_id: str | None = None, *, enabled_only: bool = False
+    ) -> list[Endpoint]:
+        sql = f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE deleted_ms IS NULL"
+        params: list[object] = []
+        if account_id is not None:
+            sql += " AND account_id = %s"
+            params.append(_text(account_id))
+        if enabled_only:
+            sql += " AND enabled"
+        async with self._conn() as conn:
+            cur = await conn.execute(sql + " ORDER BY id", params)
+            rows = await cur.fetchall()
+        return [_endpoint_from_row(r) for r in rows]
+
+    async def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE endpoints SET account_id = %s, url = %s, protocol = %s, receiver = %s,"
+                " pswd = %s, batch_max = %s, retry_schedule = %s::double precision[],"
+                " timeout_s = %s, max_in_flight = %s, enabled = %s, description_lang = %s,"
+                " success_body_contains = %s, created_ms = %s"
+                " WHERE id = %s AND deleted_ms IS NULL",
+                (*_endpoint_params(endpoint), endpoint.id),
+            )
+        if cur.rowcount == 0:
+            raise NotFound(f"endpoint {endpoint.id} does not exist")
+        return endpoint
+
+    async def delete_endpoint(self, endpoint_id: int, now_ms: int) -> bool:
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE endpoints SET deleted_ms = %s, enabled = false"
+                " WHERE id = %s AND deleted_ms IS NULL",
+                (now_ms, endpoint_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            cur = await conn.execute(
+                "UPDATE deliveries SET state = 'failed', next_attempt_ms = NULL,"
+                " lease_until_ms = 0, updated_ms = %s"
+                " WHERE endpoint_id = %s AND state = 'pending' RETURNING report_id",
+                (now_ms, endpoint_id),
+            )
+            report_ids = sorted({r[0] for r in await cur.fetchall()})
+            await self._refresh_reports(conn, {rid: 0 for rid in report_ids})
+        return True
+
+    # -- ingest -----------------------------------------------------------------------
+
+    async def _fan_out(
+        self, conn: Conn, matched: Sequence[tuple[int, str]], now_ms: int
+    ) -> frozenset[int]:
+        """Create one pending delivery per enabled endpoint for each (report, account)."""
+        if not matched:
+            return frozenset()
+        ordered = sorted(matched)
+        cur = await conn.execute(
+            _FAN_OUT_SQL,
+            {
+                "accounts": sorted({a for _, a in ordered}),
+                "now": now_ms,
+                "reports": [r for r, _ in ordered],
+                "report_accounts": [a for _, a in ordered],
+            },
+        )
+        return frozenset(int(r[0]) for r in await cur.fetchall())
+
+    async def _match_waiting(
+        self, conn: Conn, key: LiteralString, values: list[Any], now_ms: int
+    ) -> tuple[int, frozenset[int]]:
+        """Match waiting reports (by msgid or report id) whose record is stored, fan them
+        out and announce the work; all in the caller's transaction."""
+        key_type: LiteralString = "text" if key == "msgid" else "bigint"
+        cur = await conn.execute(_MATCH_WAITING_SQL.format(key=key, key_type=key_type), (values,))
+        waiting = [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+        endpoints = await self._fan_out(conn, waiting, now_ms)
+        await self._notify(conn, endpoints)
+        return len(waiting), endpoints
+
+    async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
+        if not messages:
+            return IngestResult(accepted=0)
+        cols: list[list[Any]] = [[] for _ in range(15)]
+        for m in messages:
+            row = (
+                _text(m.msgid),
+                _text(m.account_id),
+                _text(m.phone),
+                m.segments,
+                _opt_text(m.uid),
+                _text(m.batch_seq),
+                m.request_time_ms if m.request_time_ms is not None else now_ms,
+                _opt_text(m.unit_price),
+                _text(m.currency),
+                _text(m.access_number),
+                _text(m.enrichment.country_number),
+                _text(m.enrichment.region_code),
+                _text(m.enrichment.mno_name),
+                _text(m.mcc or m.enrichment.mcc),
+                _text(m.mnc or m.enrichment.mnc),
+            )
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
+        msgids = sorted(set(cols[0]))
+        async with self._conn() as conn:
+            # The records are committed before waiting reports are looked for. A report
+            # ingested concurrently either committed before our match statement starts
+            # (we see it) or commits after our records did (its own insert, or its
+            # re-check in add_reports, sees them). Matching inside the insert's
+            # transaction would let the two miss each other and leave a report held.
+            await conn.execute(_INSERT_MESSAGES_SQL, (now_ms, *cols))
+            async with conn.transaction():
+                matched, endpoints = await self._match_waiting(conn, "msgid", msgids, now_ms)
+        return IngestResult(accepted=len(messages), endpoints=endpoints, matched=matched)
+
+    async def add_reports(
+        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+    ) -> IngestResult:
+        if not reports:
+            return IngestResult(accepted=0)
+        params = {
+            "now": now_ms,
+            "hold_until": now_ms + hold_ms,
+            "msgid": [_text(r.msgid) for r in reports],
+            "status": [_text(r.status) for r in reports],
+            "error_code": [_opt_text(r.error_code) for r in reports],
+            "description": [_opt_text(r.description) for r in reports],
+            "receipt": [_opt_text(r.receipt) for r in reports],
+            "report_time_ms": [r.report_time_ms for r in reports],
+        }
+        async with self._conn() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(_INSERT_REPORTS_SQL, params)
+                rows = await cur.fetchall()
+                matched = [(int(r[0]), str(r[1])) for r in rows if r[1] is not None]
+                held = [int(r[0]) for r in rows if r[1] is None]
+                endpoints = await self._fan_out(conn, matched, now_ms)
+                await self._notify(conn, endpoints)
+            n_matched = len(matched)
+            if held:
+                # The other half of the race described in add_messages: a record
+                # committed after our insert looked for it but before its matcher
+                # could see our reports is found by this second look.
+                async with conn.transaction():
+                    more, more_eps = await self._match_waiting(conn, "id", held, now_ms)
+                n_matched += more
+                endpoints |= more_eps
+        return IngestResult(accepted=len(reports), endpoints=endpoints, matched=n_matched)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    async def claim(
+        self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
+    ) -> list[PushItem]:
+        if limit <= 0:
+            return []
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                _CLAIM_SQL,
+                {"ep": endpoint_id, "now": now_ms, "limit": limit, "lease": now_ms + lease_ms},
+            )
+            rows = await cur.fetchall()
+        return [_push_item_from_row(r) for r in rows]
+
+    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        if not settlements:
+            return
+        # One row per delivery, the last settlement winning as it would when applied in
+        # order; every attempt is still recorded.
+        last = {s.attempt.delivery_id: s for s in settlements}
+        ordered = [last[d] for d in sorted(last)]
+        attempts = [s.attempt for s in settlements]
+        per_report: dict[int, int] = {}
+        for a in attempts:
+            per_report[a.report_id] = per_report.get(a.report_id, 0) + 1
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE deliveries d SET state = s.state, tries = s.tries,"
+                " next_attempt_ms = s.next_ms, lease_until_ms = 0, updated_ms = %s"
+                " FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::bigint[])"
+                " AS s(id, state, tries, next_ms) WHERE d.id = s.id",
+                (
+                    now_ms,
+                    [s.attempt.delivery_id for s in ordered],
+                    [s.state.value for s in ordered],
+                    [s.tries for s in ordered],
+                    [s.next_attempt_ms for s in ordered],
+                ),
+            )
+            await conn.execute(
+                "INSERT INTO attempts (delivery_id, report_id, endpoint_id, started_ms,"
+                " latency_ms, http_status, outcome, snippet)"
+                " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+                " %s::double precision[], %s::integer[], %s::text[], %s::text[])"
+                " WITH ORDINALITY AS t(a, b, c, d, e, f, g, h, ord) ORDER BY ord",
+                (
+                    [a.delivery_id for a in attempts],
+                    [a.report_id for a in attempts],
+                    [a.endpoint_id for a in attempts],
+                    [a.started_ms for a in attempts],
+                    [float(a.latency_ms) for a in attempts],
+                    [a.http_status for a in attempts],
+                    [a.outcome.value for a in attempts],
+                    [_text(a.snippet) for a in attempts],
+                ),
+            )
+            await self._refresh_reports(conn, per_report)
+
+    async def _refresh_reports(self, conn: Conn, per_report: dict[int, int]) -> None:
+        """Add attempt counts and recompute the state of these reports (in a transaction)."""
+        if not per_report:
+            return
+        ids = sorted(per_report)
+        await conn.execute(_LOCK_REPORTS_SQL, (ids,))
+        await conn.execute(_REPORT_STATE_SQL, (ids, [per_report[i] for i in ids]))
+
+    async def release(self, delivery_ids: Collection[int]) -> None:
+        if not delivery_ids:
+            return
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE deliveries SET lease_until_ms = 0 WHERE id = ANY(%s::bigint[])",
+                (sorted(set(delivery_ids)),),
+            )
+
+    async def release_all_leases(self) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE deliveries SET lease_until_ms = 0"
+                " WHERE state = 'pending' AND lease_until_ms > 0"
+            )
+        return cur.rowcount
+
+    async def due_endpoints(self, now_ms: int) -> dict[int, int]:
+        # One index seek per endpoint (min() over the partial index becomes a LIMIT 1
+        # scan): a GROUP BY would walk the whole backlog.
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT e.id, d.next_ms FROM endpoints e"
+                " CROSS JOIN LATERAL (SELECT min(next_attempt_ms) AS next_ms FROM deliveries"
+                "   WHERE endpoint_id = e.id AND state = 'pending') d"
+                " WHERE e.deleted_ms IS NULL AND e.enabled AND d.next_ms IS NOT NULL"
+            )
+            rows = await cur.fetchall()
+        return {int(ep): int(nxt) for ep, nxt in rows}
+
+    async def expire_held(self, now_ms: int) -> int:
+        # SKIP LOCKED: a report being matched right now is left to its matcher, and
+        # dispatchers in several processes share the sweep without waiting on each other.
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE reports SET state = 'unmatched'"
+                " WHERE id IN (SELECT id FROM reports WHERE state = 'held'"
+                "   AND hold_until_ms <= %s ORDER BY id FOR UPDATE SKIP LOCKED)"
+                " AND state = 'held'",
+                (now_ms,),
+            )
+        return cur.rowcount
+
+    # -- reading and operating --------------------------------------------------------
+
+    async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page:
+        where, params = _report_where(flt)
+        if cursor is not None:
+            where.append("r.id > %s")
+            params.append(int(cursor))
+        sql = _REPORT_VIEW_SQL
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.id LIMIT %s"
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, (*params, limit + 1))
+            rows = await cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            tuple(_report_view_from_row(r) for r in rows), str(rows[-1][0]) if more else None
+        )
+
+    async def get_report(self, report_id: int) -> ReportView | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(_REPORT_VIEW_SQL + " WHERE r.id = %s", (report_id,))
+            row = await cur.fetchone()
+        return _report_view_from_row(row) if row else None
+
+    async def list_attempts(self, report_id: int) -> list[AttemptView]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, report_id, endpoint_id, started_ms, latency_ms, http_status,"
+                " outcome, snippet FROM attempts WHERE report_id = %s ORDER BY id",
+                (report_id,),
+            )
+            rows = await cur.fetchall()
+        return [
+            AttemptView(r[0], r[1], r[2], r[3], r[4], r[5], AttemptOutcome(r[6]), r[7])
+            for r in rows
+        ]
+
+    async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
+        where, params = _replay_where(flt)
+        async with self._conn() as conn, conn.transaction():
+            # Share-lock the live endpoints first (in id order), for the reason given at
+            # _FAN_OUT_SQL: a delete that committed is seen by the next statement, one
+            # still to come waits and then fails what we re-queue.
+            lock_sql = "SELECT id FROM endpoints WHERE deleted_ms IS NULL"
+            lock_params: list[object] = []
+            if flt.endpoint is not None:
+                lock_sql += " AND id = %s"
+                lock_params.append(flt.endpoint)
+            await conn.execute(lock_sql + " ORDER BY id FOR SHARE", lock_params)
+            cur = await conn.execute(
+                (
+                    "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_ms = %s,"
+                    " lease_until_ms = 0, updated_ms = %s"
+                    " WHERE id IN (SELECT d.id FROM deliveries d"
+                    " JOIN reports r ON r.id = d.report_id"
+                    " JOIN endpoints e ON e.id = d.endpoint_id AND e.deleted_ms IS NULL"
+                    f" WHERE {' AND '.join(where)})"
+                    " RETURNING report_id, endpoint_id"
+                ),
+                (now_ms, now_ms, *params),
+            )
+            rows = await cur.fetchall()
+            report_ids = sorted({int(r[0]) for r in rows})
+            endpoints = frozenset(int(r[1]) for r in rows)
+            if report_ids:
+                await conn.execute(_LOCK_REPORTS_SQL, (report_ids,))
+                await conn.execute(
+                    "UPDATE reports SET state = 'pending' WHERE id = ANY(%s::bigint[])",
+                    (report_ids,),
+                )
+            await self._notify(conn, endpoints)
+        return ReplayResult(queued=len(report_ids), endpoints=endpoints)
+
+    async def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in ReportState}
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT state, count(*) FROM reports GROUP BY state")
+            for state, n in await cur.fetchall():
+                out[state] = int(n)
+        return out
+
+    # -- notifications ----------------------------------------------------------------
+
+    async def _listen(self) -> AsyncIterator[frozenset[int]]:
+        """LISTEN on a dedicated connection (a pooled one would be handed to others and
+        lose the subscription); reconnect with backoff, end when the store closes.
+
+        Notifications sent while disconnected are lost; the dispatcher's poll of
+        ``due_endpoints`` finds that work, so a drop only costs latency.
+        """
+        delay = _RECONNECT_MIN_S
+        while not self._closed.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url,
+                    autocommit=True,
+                    **{**self._connect_kwargs, "application_name": self._listen_app_name()},
+                )
+            except psycopg.Error as exc:
+                log.warning("cannot connect to listen for work, retrying: %s", _unavailable(exc))
+                await self._pause(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
+                continue
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                delay = _RECONNECT_MIN_S
+                idle_since = time.monotonic()
+                while not self._closed.is_set():
+                    # Collected first and yielded after: the notifies() generator holds
+                    # the connection's lock while it runs.
+                    got = [
+                        n.payload async for n in conn.notifies(timeout=_LISTEN_POLL_S, stop_after=1)
+                    ]
+                    if got:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > _LISTEN_PING_S:
+                        await conn.execute("SELECT 1")
+                        idle_since = time.monotonic()
+                    for payload in got:
+                        ids = _parse_payload(payload)
+                        if ids:
+                            yield ids
+            except psycopg.Error as exc:
+                if not self._closed.is_set():
+                    log.warning("lost the work-notification connection, reconnecting: %s", exc)
+                    await self._pause(delay)
+                    delay = min(delay * 2, _RECONNECT_MAX_S)
+            finally:
+                await conn.close()
+
+    def _listen_app_name(self) -> str:
+        given = conninfo_to_dict(self._url).get("application_name")
+        return str(given) if given else "dlrpush-listen"
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the store is closed."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
+
+def _report_where(flt: ReportFilter) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if flt.account is not None:
+        where.append("r.account_id = %s")
+        params.append(_text(flt.account))
+    if flt.msgid is not None:
+        where.append("r.msgid = %s")
+        params.append(_text(flt.msgid))
+    if flt.state is not None:
+        where.append("r.state = %s")
+        params.append(flt.state.value)
+    if flt.since_ms is not None:
+        where.append("r.received_ms >= %s")
+        params.append(flt.since_ms)
+    if flt.until_ms is not None:
+        where.append("r.received_ms < %s")
+        params.append(flt.until_ms)
+    return where, params
+
+
+def _replay_where(flt: ReplayFilter) -> tuple[list[str], list[object]]:
+    where: list[str] = ["true"]
+    params: list[object] = []
+    state = flt.state
+    if state is None and flt.msgids is None:
+        state = ReportState.FAILED
+    if state is not None:
+        # A delivery's own state decides, so a report delivered to one endpoint and failed
+        # at another replays only the failed one.
+        where.append("d.state = %s")
+        params.append(state.value if state is not ReportState.PENDING else "pending")
+    if flt.account is not None:
+        where.append("r.account_id = %s")
+        params.append(_text(flt.account))
+    if flt.endpoint is not None:
+        where.append("d.endpoint_id = %s")
+        params.append(flt.endpoint)
+    if flt.since_ms is not None:
+        where.append("r.received_ms >= %s")
+        params.append(flt.since_ms)
+    if flt.until_ms is not None:
+        where.append("r.received_ms < %s")
+        params.append(flt.until_ms)
+    if flt.msgids is not None:
+        where.append("r.msgid = ANY(%s::text[])")
+        params.append([_text(m) for m in flt.msgids])
+    return where, params
