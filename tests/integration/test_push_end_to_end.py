@@ -296,12 +296,14 @@ def test_retries_of_reports_due_at_different_times_each_keep_one_second_gaps(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
     svc = _service(spawn, tmp_path)
-    bad = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
-                "--fail-rate", "1")
+    bad = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet", "--fail-rate", "1")
     api = api_factory(svc.url)
     _customer(api, "shop", bad, "innopaas")
-    api.post("/v1/messages", [{"msgid": m, "account": "shop", "phone": "13912345678"}
-                              for m in ("a", "b")], 202)
+    api.post(
+        "/v1/messages",
+        [{"msgid": m, "account": "shop", "phone": "13912345678"} for m in ("a", "b")],
+        202,
+    )
     api.post("/v1/reports", [{"msgid": "a", "status": "DELIVRD"}], 202)
     time.sleep(0.4)
     api.post("/v1/reports", [{"msgid": "b", "status": "DELIVRD"}], 202)
@@ -309,3 +311,36 @@ def test_retries_of_reports_due_at_different_times_each_keep_one_second_gaps(
         times = [a["time_ms"] for a in api.get(f"/v1/reports/{report['id']}/attempts")]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) == 4 and all(900 <= g <= 1400 for g in gaps), (report["msgid"], gaps)
+
+
+def test_destination_is_checked_again_at_connect_time(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    """An endpoint allowed when created is blocked once the address is no longer allowed,
+    for a name (checked on its resolved address) as for a literal address."""
+    svc = _service(spawn, tmp_path)
+    rcv = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet")
+    api = api_factory(svc.url)
+    api.post("/v1/accounts", {"id": "shop"}, 201)
+    for host in ("localhost", "127.0.0.1"):
+        api.post(
+            "/v1/accounts/shop/endpoints",
+            {"url": f"http://{host}:{rcv.port}/cb", "protocol": "ucloud", "retry_schedule_s": []},
+            201,
+        )
+    svc.stop()
+    strict = spawn(
+        "serve",
+        "--port",
+        "0",
+        "--store",
+        f"sqlite:///{tmp_path}/e2e.db",
+        env={"DLRPUSH_CALLBACK_ALLOW": ""},
+    )
+    api = api_factory(strict.url)
+    _traffic(api, "shop", 1)
+    (report,) = api.wait_settled(1)
+    assert report["state"] == "failed"
+    attempts = api.get(f"/v1/reports/{report['id']}/attempts")
+    assert [a["outcome"] for a in attempts] == ["blocked", "blocked"]
+    assert received(rcv)["requests"] == 0

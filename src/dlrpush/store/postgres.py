@@ -742,9 +742,12 @@ class PostgresStore:
             await conn.execute(
                 "INSERT INTO attempts (delivery_id, report_id, endpoint_id, started_ms,"
                 " latency_ms, http_status, outcome, snippet)"
-                " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+                " SELECT delivery_id, report_id, endpoint_id, started_ms, latency_ms,"
+                " http_status, outcome, snippet"
+                " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
                 " %s::double precision[], %s::integer[], %s::text[], %s::text[])"
-                " WITH ORDINALITY AS t(a, b, c, d, e, f, g, h, ord) ORDER BY ord",
+                " WITH ORDINALITY AS t(delivery_id, report_id, endpoint_id, started_ms,"
+                " latency_ms, http_status, outcome, snippet, ord) ORDER BY ord",
                 (
                     [a.delivery_id for a in attempts],
                     [a.report_id for a in attempts],
