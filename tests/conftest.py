@@ -79,6 +79,9 @@ def start_process(args: list[str], env: dict[str, str], ready_timeout: float = 2
                 if m and ("ready" in line or "listening" in line):
                     proc.port = int(m.group(1))
                     ready.set()
+                elif "worker running" in line:  # a worker listens on no port
+                    proc.port = -1
+                    ready.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()

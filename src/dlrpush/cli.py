@@ -21,7 +21,7 @@ from dlrpush.errors import DlrpushError
 from dlrpush.logs import setup_logging
 from dlrpush.models import ReportState
 from dlrpush.receiver.command import receiver_command
-from dlrpush.settings import Settings, env_name, load_settings
+from dlrpush.settings import Settings, env_name, load_settings, redact_url
 from dlrpush.store import open_store
 from dlrpush.store.base import ReplayFilter
 
@@ -137,7 +137,7 @@ def migrate(store: str | None, config: str | None) -> None:
         await st.close()
 
     _run(go)
-    click.echo(f"schema of {settings.store} is up to date")
+    click.echo(f"schema of {redact_url(settings.store)} is up to date")
 
 
 @main.command()

@@ -101,6 +101,7 @@ class _Settler:
         self._store = store
         self._now_ms = now_ms
         self._pending: list[Settlement] = []
+        self._waiters: list[asyncio.Future[None]] = []
         self._event = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,10 +111,14 @@ class _Settler:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dlrpush-settler")
 
-    def add(self, settlements: Sequence[Settlement]) -> None:
+    def add(self, settlements: Sequence[Settlement]) -> asyncio.Future[None]:
+        """Queue outcomes; the future is done once they are committed."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.extend(settlements)
+        self._waiters.append(done)
         self._idle.clear()
         self._event.set()
+        return done
 
     async def _run(self) -> None:
         while True:
@@ -121,15 +126,21 @@ class _Settler:
             self._event.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
+                waiters, self._waiters = self._waiters, []
                 while True:
                     try:
                         await self._store.settle(batch, self._now_ms())
                         break
-                    except DlrpushError as exc:
+                    except Exception as exc:
                         # Keep the batch: the pushes happened and must be recorded. The
-                        # leases keep these deliveries from being claimed meanwhile.
+                        # leases keep these deliveries from being claimed meanwhile. Any
+                        # error, not only the store's own: a dead settler would leave
+                        # every later outcome unrecorded.
                         log.warning("settling %d deliveries failed, retrying: %s", len(batch), exc)
                         await asyncio.sleep(0.5)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
             self._idle.set()
             if self._closing:
                 return
@@ -190,7 +201,7 @@ class _Runner:
                 self.kicked = False
                 try:
                     await self._fill()
-                except DlrpushError as exc:
+                except Exception as exc:
                     log.warning("endpoint %s: claiming failed: %s", self.ep.id, exc)
                     self.note_due(self.d.now_ms() + 1000)
                 continue
@@ -233,13 +244,18 @@ class _Runner:
         try:
             ep = self.ep
             now = self.d.now_ms()
+            recorded = []
             for request in self.protocol.render(items, ep, self.d.catalogue, now):
                 settlements = await self._push(ep, request)
-                self.d.settler.add(settlements)
+                recorded.append(self.d.settler.add(settlements))
                 for s in settlements:
                     if s.next_attempt_ms is not None:
                         self.note_due(s.next_attempt_ms)
             settled = True
+            # The slot stays taken until the outcome is committed: what a killed process
+            # can push twice is then bounded by its in-flight cap, and a store that
+            # cannot keep up slows claiming down instead of piling outcomes up in memory.
+            await asyncio.gather(*recorded)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -361,8 +377,14 @@ class Dispatcher:
             self._listener = asyncio.create_task(self._listen(notifications), name="dlrpush-listen")
 
     async def _listen(self, notifications: AsyncIterator[frozenset[int]]) -> None:
-        async for endpoint_ids in notifications:
-            self.wake(endpoint_ids)
+        try:
+            async for endpoint_ids in notifications:
+                self.wake(endpoint_ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The poll still finds all work; only the instant wake-up is lost.
+            log.exception("listening for new work stopped; falling back to polling")
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:
         for ep_id in endpoint_ids:
@@ -449,7 +471,7 @@ class Dispatcher:
                 if expired:
                     log.info("%d held reports passed the window and are now unmatched", expired)
                 self.healthy = True
-            except DlrpushError as exc:
+            except Exception as exc:
                 self.healthy = False
                 log.warning("dispatcher cannot reach the store: %s", exc)
             with contextlib.suppress(TimeoutError):

@@ -19,7 +19,7 @@ from dlrpush.api import create_app
 from dlrpush.catalogue import DEFAULT_CATALOGUE, Catalogue
 from dlrpush.dispatcher import Dispatcher
 from dlrpush.errors import DlrpushError
-from dlrpush.settings import Settings
+from dlrpush.settings import Settings, redact_url
 from dlrpush.store import open_store
 from dlrpush.store.base import Store
 
@@ -90,7 +90,7 @@ async def run_service(settings: Settings) -> None:
             port = server.servers[0].sockets[0].getsockname()[1]
             mode = "API and dispatcher" if dispatcher is not None else "API only"
             print(
-                f"dlrpush ready on http://{settings.host}:{port} ({mode}, store {settings.store})",
+                f"dlrpush ready on http://{settings.host}:{port} ({mode}, store {redact_url(settings.store)})",
                 flush=True,
             )
         await serving
@@ -112,7 +112,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await dispatcher.start()
-        print(f"dlrpush worker running (store {settings.store})", flush=True)
+        print(f"dlrpush worker running (store {redact_url(settings.store)})", flush=True)
         await stop.wait()
         print("dlrpush worker stopping: finishing in-flight pushes", file=sys.stderr, flush=True)
     finally:

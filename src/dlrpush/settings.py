@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from dlrpush.errors import ConfigError
 
@@ -152,3 +153,12 @@ def load_settings(
         if raw is not None:
             values[name] = _coerce(name, raw, getattr(defaults, name))
     return _check(Settings(**values))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and ready lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -162,9 +162,10 @@ async def test_work_notifications_of_one_store_hear_ingest_by_the_other(
         await a.add_messages(_msgs(["late"]), T0)
         assert ep.id in await _next_ids(queue, 5)
 
-        # So does a replay.
+        # So does a replay (of a delivery not in flight: its lease has run out).
         (item,) = await a.claim(ep.id, 1, T0, LEASE)
-        assert (await a.replay(ReplayFilter(msgids=(item.msgid,)), T0)).queued == 1
+        replayed = await a.replay(ReplayFilter(msgids=(item.msgid,)), T0 + LEASE)
+        assert replayed.queued == 1
         assert ep.id in await _next_ids(queue, 5)
     finally:
         task.cancel()

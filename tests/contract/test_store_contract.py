@@ -317,3 +317,29 @@ async def test_listing_pages_with_cursor_and_filters(store: Store) -> None:
     assert [r.msgid for r in by_msgid.items] == ["a3"]
     counts = await store.counts()
     assert counts["pending"] == 8 and counts["held"] == 1 and counts["delivered"] == 0
+
+
+async def test_settling_after_the_endpoint_was_deleted_keeps_it_failed(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("m")], T0)
+    await store.add_reports([_rep("m")], T0, HOLD)
+    items = await store.claim(ep.id, 10, T0, LEASE)
+    await store.delete_endpoint(ep.id, T0 + 1)
+    # The push that was in flight ends in a retry: it must not come back to life.
+    await store.settle(_settle(items, ep, DeliveryState.PENDING, T0 + 1000), T0 + 2)
+    (view,) = (await store.list_reports(ReportFilter(), None, 10)).items
+    assert view.state is ReportState.FAILED
+    assert view.attempts == 1
+    assert await store.due_endpoints(T0 + 5000) == {}
+
+
+async def test_replay_leaves_deliveries_in_flight_alone(store: Store) -> None:
+    (ep,) = await _setup(store)
+    await store.add_messages([_msg("a"), _msg("b")], T0)
+    await store.add_reports([_rep("a"), _rep("b")], T0, HOLD)
+    (a,) = await store.claim(ep.id, 1, T0, LEASE)
+    result = await store.replay(ReplayFilter(msgids=("a", "b")), T0 + 5)
+    assert result.queued == 1  # only b; a is being pushed now
+    # a is still leased: a second claim does not hand it out again.
+    assert [i.msgid for i in await store.claim(ep.id, 10, T0 + 5, LEASE)] == ["b"]
+    assert a.msgid == "a"

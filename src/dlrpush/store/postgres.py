@@ -759,7 +759,9 @@ class PostgresStore:
                 "UPDATE deliveries d SET state = s.state, tries = s.tries,"
                 " next_attempt_ms = s.next_ms, lease_until_ms = 0, updated_ms = %s"
                 " FROM unnest(%b::bigint[], %b::text[], %b::integer[], %b::bigint[])"
-                " AS s(id, state, tries, next_ms) WHERE d.id = s.id",
+                " AS s(id, state, tries, next_ms) WHERE d.id = s.id"
+                # A delivery failed meanwhile (its endpoint was deleted) stays failed.
+                " AND d.state = 'pending'",
                 (
                     now_ms,
                     [s.attempt.delivery_id for s in ordered],
@@ -885,6 +887,10 @@ class PostgresStore:
 
     async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
         where, params = _replay_where(flt)
+        # A delivery being pushed right now settles by itself; resetting it would push
+        # it twice at once.
+        where.append("d.lease_until_ms <= %s")
+        params.append(now_ms)
         async with self._conn() as conn, conn.transaction():
             # Share-lock the live endpoints first (in id order), for the reason given at
             # _FAN_OUT_SQL: a delete that committed is seen by the next statement, one

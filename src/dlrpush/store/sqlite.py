@@ -531,7 +531,9 @@ class SqliteStore:
         def _do(c: sqlite3.Connection) -> None:
             c.executemany(
                 "UPDATE deliveries SET state = ?, tries = ?, next_attempt_ms = ?,"
-                " lease_until_ms = 0, updated_ms = ? WHERE id = ?",
+                " lease_until_ms = 0, updated_ms = ? WHERE id = ?"
+                # A delivery failed meanwhile (its endpoint was deleted) stays failed.
+                " AND state = 'pending'",
                 [
                     (s.state.value, s.tries, s.next_attempt_ms, now_ms, s.attempt.delivery_id)
                     for s in settlements
@@ -692,6 +694,10 @@ class SqliteStore:
     async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
         def _do(c: sqlite3.Connection) -> ReplayResult:
             where, params = _replay_where(flt)
+            # A delivery being pushed right now settles by itself; resetting it would
+            # push it twice at once.
+            where.append("d.lease_until_ms <= ?")
+            params.append(now_ms)
             rows = c.execute(
                 "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_ms = ?,"
                 " lease_until_ms = 0, updated_ms = ?"
