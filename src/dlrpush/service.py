@@ -89,10 +89,8 @@ async def run_service(settings: Settings) -> None:
         if server.started:
             port = server.servers[0].sockets[0].getsockname()[1]
             mode = "API and dispatcher" if dispatcher is not None else "API only"
-            print(
-                f"dlrpush ready on http://{settings.host}:{port} ({mode}, store {redact_url(settings.store)})",
-                flush=True,
-            )
+            where = f"http://{settings.host}:{port}"
+            print(f"dlrpush ready on {where} ({mode}, store {redact_url(settings.store)})", flush=True)
         await serving
         if not server.started:
             raise DlrpushError(f"cannot listen on {settings.host}:{settings.port}")
