@@ -90,8 +90,8 @@ async def run_service(settings: Settings) -> None:
             port = server.servers[0].sockets[0].getsockname()[1]
             mode = "API and dispatcher" if dispatcher is not None else "API only"
             where = f"http://{settings.host}:{port}"
-            store = redact_url(settings.store)
-            print(f"dlrpush ready on {where} ({mode}, store {store})", flush=True)
+            shown = redact_url(settings.store)
+            print(f"dlrpush ready on {where} ({mode}, store {shown})", flush=True)
         await serving
         if not server.started:
             raise DlrpushError(f"cannot listen on {settings.host}:{settings.port}")
