@@ -148,7 +148,9 @@ def stats(store: str | None, config: str | None) -> None:
     settings = _settings(config, store=store)
 
     async def go() -> dict[str, int]:
-        st = open_store(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
+        st = open_store(
+            settings.store, sqlite_synchronous=settings.sqlite_synchronous, create=False
+        )
         await st.open()
         try:
             return await st.counts()
@@ -195,7 +197,9 @@ def replay(
     from dlrpush.api.app import now_ms
 
     async def go() -> int:
-        st = open_store(settings.store, sqlite_synchronous=settings.sqlite_synchronous)
+        st = open_store(
+            settings.store, sqlite_synchronous=settings.sqlite_synchronous, create=False
+        )
         await st.open()
         try:
             if endpoint is not None and await st.get_endpoint(endpoint) is None:

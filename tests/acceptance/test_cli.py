@@ -187,3 +187,19 @@ def test_admin_token_guards_the_api(spawn: Callable[..., Proc], tmp_path: Path) 
     assert body["id"] == "shop"
     # Health checks from a load balancer carry no token.
     assert http("GET", service.url + "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("command", ["stats", "replay"])
+def test_reading_commands_do_not_create_a_store_from_a_typo(
+    test_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    typo = tmp_path / "dlrpush-typo.db"
+    result = dlrpush(test_env, command, "--store", f"sqlite:///{typo}")
+    assert_plain_error(result, "no SQLite store", str(typo))
+    assert not typo.exists()
+
+
+def test_store_passwords_never_appear_in_errors(test_env: dict[str, str]) -> None:
+    result = dlrpush(test_env, "migrate", "--store", "mysql://app:hunter2@db/x")
+    assert_plain_error(result, "unknown scheme")
+    assert "hunter2" not in result.stdout + result.stderr

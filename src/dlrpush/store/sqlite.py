@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dlrpush.errors import Conflict, NotFound, StoreUnavailable
+from dlrpush.errors import ConfigError, Conflict, NotFound, StoreUnavailable
 from dlrpush.models import (
     Account,
     AttemptOutcome,
@@ -130,9 +130,15 @@ def _json_ids(ids: Iterable[object]) -> str:
 
 class SqliteStore:
     def __init__(
-        self, path: str, *, synchronous: str = "FULL", install_from_snapshot: bool = True
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        install_from_snapshot: bool = True,
+        create: bool = True,
     ) -> None:
         self._path = path
+        self._create = create
         self._sync_ack = synchronous.upper()
         self._sync_bookkeeping = "NORMAL" if self._sync_ack in ("FULL", "EXTRA") else self._sync_ack
         self._sync_now = self._sync_ack
@@ -164,6 +170,11 @@ class SqliteStore:
 
     def _connect(self) -> None:
         if self._path != ":memory:":
+            if not self._create and not Path(self._path).is_file():
+                raise ConfigError(
+                    f"no SQLite store at {self._path}; start the service or run"
+                    " `dlrpush migrate` to create one"
+                )
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self._path, isolation_level=None, check_same_thread=False, timeout=10.0
