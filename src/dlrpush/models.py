@@ -48,6 +48,17 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A customer's key for reading its own reports; the key itself is never stored."""
+
+    id: int
+    account_id: str
+    prefix: str  # the first characters, to tell keys apart in listings
+    created_ms: int
+    revoked_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     receiver: str = ""
     pswd: str = ""

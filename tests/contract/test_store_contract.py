@@ -343,3 +343,18 @@ async def test_replay_leaves_deliveries_in_flight_alone(store: Store) -> None:
     # a is still leased: a second claim does not hand it out again.
     assert [i.msgid for i in await store.claim(ep.id, 10, T0 + 5, LEASE)] == ["b"]
     assert a.msgid == "a"
+
+
+async def test_api_keys_are_found_by_hash_and_revoked(store: Store) -> None:
+    await _setup(store)
+    key = await store.create_api_key("acme", "dlrk_ab12", "h" * 64, T0)
+    assert key.account_id == "acme" and key.prefix == "dlrk_ab12" and key.revoked_ms is None
+    assert await store.find_api_key("h" * 64) == key
+    assert await store.find_api_key("x" * 64) is None
+    with pytest.raises(NotFound):
+        await store.create_api_key("ghost", "p", "g" * 64, T0)
+    assert await store.revoke_api_key(key.id, T0 + 1)
+    assert not await store.revoke_api_key(key.id, T0 + 2)
+    assert await store.find_api_key("h" * 64) is None
+    (listed,) = await store.list_api_keys("acme")
+    assert listed.id == key.id and listed.revoked_ms == T0 + 1

@@ -20,6 +20,7 @@ SEED = int(os.environ.get("RELIABILITY_SEED", "20251121"))
 N = 20_000
 ARRAY = 1_000
 MESSAGE_ARRAY = 5_000
+IN_FLIGHT = 16
 # Each POST of a report array carries its own report time, so a stored copy of an array
 # that was posted again (after a POST the kill left unanswered) can be told apart from a
 # second push of one stored report: a report is (msgid, reportTime).
@@ -79,7 +80,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_report(
     run.api.post("/v1/accounts", {"id": "acme", "name": "Acme"}, 201)
     run.api.post(
         "/v1/accounts/acme/endpoints",
-        {"url": rcv.url + "/dlr", "protocol": "innopaas", "max_in_flight": 16},
+        {"url": rcv.url + "/dlr", "protocol": "innopaas", "max_in_flight": IN_FLIGHT},
         201,
     )
     _post_messages(run, "acme")
@@ -111,7 +112,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_report(
                 except httpx.HTTPError as exc:
                     out["error"] = exc
 
-            poster = threading.Thread(target=post)
+            poster = threading.Thread(target=post, daemon=True)
             t0 = time.monotonic()
             poster.start()
             if kill_this_one:
@@ -177,6 +178,10 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_report(
         f"lost={lost} duplicates={duplicates} stored={len(stored)} acknowledged={len(acknowledged)}"
         f" unacknowledged={len(unacknowledged)} (stored anyway: {unacked_stored})"
         f" pushes={sum(got.values())} phantom={phantom}"
+    )
+    print(
+        f"duplicates per kill: {duplicates / len(run.kills):.1f}"
+        f" (in-flight cap {IN_FLIGHT}, {len(run.kills)} kills)"
     )
     print(
         f"timing: ingest {ingest_done - started:.1f}s, settled {settled - ingest_done:.1f}s later,"

@@ -7,7 +7,7 @@ import socket
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -123,9 +123,9 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextmanager
-def _service(tmp_path: Path, **overrides: Any) -> Iterator[tuple[TestClient, Path]]:
+def _service(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     db = tmp_path / "hostile.db"
-    s = Settings(store=f"sqlite:///{db}", callback_allow=parse_networks("127.0.0.0/8"), **overrides)
+    s = Settings(store=f"sqlite:///{db}", callback_allow=parse_networks("127.0.0.0/8"))
     with TestClient(create_app(s, open_store(s.store)), raise_server_exceptions=False) as c:
         assert c.post("/v1/accounts", json={"id": "acme", "name": "Acme"}).status_code == 201
         ep = c.post(
@@ -137,7 +137,7 @@ def _service(tmp_path: Path, **overrides: Any) -> Iterator[tuple[TestClient, Pat
 
 
 def _counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
@@ -155,7 +155,7 @@ def _check(resp: httpx.Response, what: str) -> Any:
     return body
 
 
-def _check_ingest(resp: httpx.Response, body: object, before: dict[str, int], db: Path) -> None:
+def _check_ingest(resp: httpx.Response, body: object, before: dict[str, int], db: Path) -> Any:
     answer = _check(resp, f"ingest {str(body)[:200]}")
     after = _counts(db)
     if resp.status_code != 202:
@@ -168,6 +168,16 @@ def _check_ingest(resp: httpx.Response, body: object, before: dict[str, int], db
     else:
         assert isinstance(body, list)
         assert answer["accepted"] == len(body)
+    return answer
+
+
+def _known_msgids(db: Path, ids: set[str]) -> int:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE msgid IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        ).fetchone()
+        return int(row[0])
 
 
 # -- strategies -----------------------------------------------------------------------------
@@ -300,7 +310,10 @@ VALID_MESSAGE = st.fixed_dictionaries(
     },
 )
 VALID_REPORT = st.fixed_dictionaries(
-    {"msgid": WORD, "status": st.sampled_from(["DELIVRD", "undeliv", "MK:0001", " expired "])},
+    {
+        "msgid": st.sampled_from(["m1", "m2", "m3"]) | WORD,
+        "status": st.sampled_from(["DELIVRD", "undeliv", "MK:0001", " expired "]),
+    },
     optional={
         "report_time_ms": st.integers(0, 10**14 - 1),
         "error_code": st.text(st.sampled_from("0123456789"), max_size=8),
@@ -388,6 +401,11 @@ def test_any_bytes_to_any_post_route(tmp_path: Path, no_dns: None) -> None:
             content_type=st.sampled_from(["application/json", "text/plain", "", "application/x"]),
         )
         def run(path: str, data: bytes, content_type: str) -> None:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = None
+            assume(not _known_bug(path, parsed))
             before = _counts(db)
             headers = {"content-type": content_type} if content_type else {}
             resp = client.post(path, content=data, headers=headers)
@@ -409,7 +427,10 @@ def test_arrays_of_hostile_objects_are_stored_whole_or_not_at_all(
     tmp_path: Path, no_dns: None, path: str, fields: dict[str, st.SearchStrategy[Any]]
 ) -> None:
     seen: Counter[int] = Counter()
+    matched = 0
     with _service(tmp_path) as (client, db):
+        records = [{"msgid": m, "account": "acme", "phone": "123"} for m in ("m1", "m2", "m3")]
+        assert client.post("/v1/messages", json=records).status_code == 202
         valid, hostile = VALID[path], _objects(fields)
         arrays = st.lists(valid, max_size=6) | st.lists(valid | hostile, max_size=6)
 
@@ -417,17 +438,26 @@ def test_arrays_of_hostile_objects_are_stored_whole_or_not_at_all(
         @given(items=arrays)
         def run(items: list[dict[str, Any]]) -> None:
             before = _counts(db)
+            ids = {str(i.get("msgid")) for i in items}
+            known = _known_msgids(db, ids)
             resp = client.post(path, content=json.dumps(items).encode(), headers=JSON_HEADERS)
             seen[resp.status_code] += 1
-            _check_ingest(resp, items, before, db)
+            answer = _check_ingest(resp, items, before, db)
             after = _counts(db)
             if resp.status_code == 202 and path == "/v1/reports":
+                # One delivery per matched report (acme has one endpoint); the rest held.
                 assert after["reports"] == before["reports"] + len(items)
+                assert after["deliveries"] == before["deliveries"] + answer["matched"]
+                assert answer["held"] == len(items) - answer["matched"]
+                nonlocal matched
+                matched += answer["matched"]
             if resp.status_code == 202 and path == "/v1/messages":
-                assert 0 <= after["messages"] - before["messages"] <= len(items)
+                # The first record of a msgid stays; repeats are ignored.
+                assert after["messages"] == before["messages"] + len(ids) - known
 
         run()
-    print(f"\n{path} arrays: answers {dict(sorted(seen.items()))}")
+    extra = f", {matched} reports matched a record" if path == "/v1/reports" else ""
+    print(f"\n{path} arrays: answers {dict(sorted(seen.items()))}{extra}")
     assert seen[202] >= 20 and seen[422] >= 20, "the strategy should produce both kinds"
 
 

@@ -8,11 +8,13 @@ ingest arrays are parsed and validated whole before anything is stored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -35,6 +37,7 @@ from dlrpush.enrich import enrich
 from dlrpush.errors import Conflict, DlrpushError, InvalidInput, NotFound, StoreUnavailable
 from dlrpush.models import (
     Account,
+    ApiKey,
     Credentials,
     Endpoint,
     IncomingReport,
@@ -191,21 +194,37 @@ def create_app(
         lifespan=lifespan,
     )
 
-    async def authorise(request: Request) -> None:
-        if not settings.admin_token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), settings.admin_token.encode()
+    async def principal(request: Request) -> Principal:
+        """Who is calling: the operator (admin token) or one account (its API key)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if (
+            settings.admin_token
+            and token
+            and hmac.compare_digest(token.encode(), settings.admin_token.encode())
         ):
-            raise _Unauthorised()
+            return OPERATOR
+        if token.startswith(KEY_PREFIX):
+            key = await store.find_api_key(hash_key(token))
+            if key is not None:
+                return Principal(account=key.account_id)
+        if not settings.admin_token and not token:
+            return OPERATOR  # no token configured: the API is open (local use)
+        raise _Unauthorised()
+
+    async def operator(who: Principal = Depends(principal)) -> None:
+        if who.account is not None:
+            raise _Forbidden("an account's API key can only read that account's reports")
 
     @app.exception_handler(_Unauthorised)
     async def _unauth(request: Request, exc: _Unauthorised) -> Response:
         resp = error_response(401, "missing or wrong bearer token (Authorization: Bearer …)")
         resp.headers["WWW-Authenticate"] = "Bearer"
         return resp
+
+    @app.exception_handler(_Forbidden)
+    async def _forbidden(request: Request, exc: _Forbidden) -> Response:
+        return error_response(403, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -267,7 +286,7 @@ def create_app(
         if dispatcher is not None and endpoints:
             dispatcher.wake(endpoints)
 
-    v1: list[Any] = [Depends(authorise)]
+    v1: list[Any] = [Depends(operator)]
 
     # -- health -------------------------------------------------------------------------
 
@@ -330,6 +349,27 @@ def create_app(
                 "endpoints": [endpoint_view(e) for e in endpoints],
             }
         )
+
+    @app.post("/v1/accounts/{account_id}/keys", status_code=201, tags=["accounts"], dependencies=v1)
+    async def create_key(account_id: str) -> Response:
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = await store.create_api_key(
+            account_id, secret[: len(KEY_PREFIX) + 6], hash_key(secret), now_ms()
+        )
+        # The only time the key is shown: only its hash is stored.
+        return json_response({**key_view(key), "key": secret}, 201)
+
+    @app.get("/v1/accounts/{account_id}/keys", tags=["accounts"], dependencies=v1)
+    async def list_keys(account_id: str) -> Response:
+        if await store.get_account(account_id) is None:
+            raise NotFound(f"account {account_id!r} does not exist")
+        return json_response([key_view(k) for k in await store.list_api_keys(account_id)])
+
+    @app.delete("/v1/keys/{key_id}", status_code=204, tags=["accounts"], dependencies=v1)
+    async def revoke_key(key_id: int) -> Response:
+        if not await store.revoke_api_key(key_id, now_ms()):
+            raise NotFound(f"key {key_id} does not exist or is already revoked")
+        return Response(status_code=204)
 
     async def check_url(url: str) -> None:
         await asyncio.to_thread(check_callback_url, url, settings.callback_allow)
@@ -498,8 +538,9 @@ def create_app(
 
     # -- pull, attempts, replay -------------------------------------------------------------
 
-    @app.get("/v1/reports", tags=["reports"], dependencies=v1)
+    @app.get("/v1/reports", tags=["reports"])
     async def list_reports(
+        who: Principal = Depends(principal),
         account: str | None = None,
         msgid: str | None = None,
         state: ReportState | None = None,
@@ -508,6 +549,10 @@ def create_app(
         cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,19}$"),
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> Response:
+        if who.account is not None:
+            if account is not None and account != who.account:
+                raise _Forbidden("an account's API key can only read that account's reports")
+            account = who.account
         page = await store.list_reports(
             ReportFilter(account, msgid, state, since_ms, until_ms), cursor, limit
         )
@@ -515,17 +560,21 @@ def create_app(
             {"items": [report_view(r) for r in page.items], "next_cursor": page.next_cursor}
         )
 
-    @app.get("/v1/reports/{report_id}", tags=["reports"], dependencies=v1)
-    async def get_report(report_id: int) -> Response:
+    async def visible_report(report_id: int, who: Principal) -> ReportView:
         report = await store.get_report(report_id)
-        if report is None:
+        # Another account's report is "not found" to a key, not "forbidden": a key
+        # learns nothing about what others have.
+        if report is None or (who.account is not None and report.account != who.account):
             raise NotFound(f"report {report_id} does not exist")
-        return json_response(report_view(report))
+        return report
 
-    @app.get("/v1/reports/{report_id}/attempts", tags=["reports"], dependencies=v1)
-    async def list_attempts(report_id: int) -> Response:
-        if await store.get_report(report_id) is None:
-            raise NotFound(f"report {report_id} does not exist")
+    @app.get("/v1/reports/{report_id}", tags=["reports"])
+    async def get_report(report_id: int, who: Principal = Depends(principal)) -> Response:
+        return json_response(report_view(await visible_report(report_id, who)))
+
+    @app.get("/v1/reports/{report_id}/attempts", tags=["reports"])
+    async def list_attempts(report_id: int, who: Principal = Depends(principal)) -> Response:
+        await visible_report(report_id, who)
         return json_response([attempt_view(a) for a in await store.list_attempts(report_id)])
 
     @app.post("/v1/replay", status_code=202, tags=["reports"], dependencies=v1)
@@ -551,6 +600,37 @@ def create_app(
 
 class _Unauthorised(Exception):
     pass
+
+
+class _Forbidden(Exception):
+    pass
+
+
+KEY_PREFIX = "dlrk_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account: str | None  # None: the operator, who may do everything
+
+
+OPERATOR = Principal(account=None)
+
+
+def hash_key(secret: str) -> str:
+    # Keys are 256 random bits, so a plain SHA-256 is enough: there is nothing to
+    # guess that a slow hash would protect.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "account": key.account_id,
+        "prefix": key.prefix,
+        "created_ms": key.created_ms,
+        "revoked_ms": key.revoked_ms,
+    }
 
 
 class _TooLarge(Exception):

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from dlrpush.models import (
     Account,
+    ApiKey,
     AttemptOutcome,
     DeliveryState,
     Endpoint,
@@ -129,6 +130,18 @@ class Store(Protocol):
     async def get_account(self, account_id: str) -> Account | None: ...
 
     async def missing_accounts(self, ids: Collection[str]) -> set[str]: ...
+
+    async def create_api_key(
+        self, account_id: str, prefix: str, key_hash: str, now_ms: int
+    ) -> ApiKey:
+        """Store a key's hash; ``NotFound`` when the account does not exist."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The live (not revoked) key with this hash."""
+
+    async def list_api_keys(self, account_id: str) -> list[ApiKey]: ...
+
+    async def revoke_api_key(self, key_id: int, now_ms: int) -> bool: ...
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         """Store a new endpoint; its ``id`` field is ignored and the stored one returned."""

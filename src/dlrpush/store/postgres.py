@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from dlrpush.errors import Conflict, NotFound, StoreUnavailable
 from dlrpush.models import (
     Account,
+    ApiKey,
     AttemptOutcome,
     Credentials,
     DeliveryState,
@@ -549,6 +550,50 @@ class PostgresStore:
             )
             found = {r[0] for r in await cur.fetchall()}
         return wanted - found
+
+    async def create_api_key(
+        self, account_id: str, prefix: str, key_hash: str, now_ms: int
+    ) -> ApiKey:
+        async with self._conn() as conn:
+            try:
+                cur = await conn.execute(
+                    "INSERT INTO api_keys (account_id, prefix, key_hash, created_ms)"
+                    " VALUES (%s, %s, %s, %s) RETURNING id",
+                    (_text(account_id), prefix, key_hash, now_ms),
+                )
+            except pg_errors.ForeignKeyViolation:
+                raise NotFound(f"account {account_id!r} does not exist") from None
+            row = await cur.fetchone()
+        assert row is not None
+        return ApiKey(int(row[0]), account_id, prefix, now_ms)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, account_id, prefix, created_ms, revoked_ms FROM api_keys"
+                " WHERE key_hash = %s AND revoked_ms IS NULL",
+                (key_hash,),
+            )
+            row = await cur.fetchone()
+        return ApiKey(*row) if row else None
+
+    async def list_api_keys(self, account_id: str) -> list[ApiKey]:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT id, account_id, prefix, created_ms, revoked_ms FROM api_keys"
+                " WHERE account_id = %s ORDER BY id",
+                (_text(account_id),),
+            )
+            rows = await cur.fetchall()
+        return [ApiKey(*row) for row in rows]
+
+    async def revoke_api_key(self, key_id: int, now_ms: int) -> bool:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "UPDATE api_keys SET revoked_ms = %s WHERE id = %s AND revoked_ms IS NULL",
+                (now_ms, key_id),
+            )
+            return cur.rowcount > 0
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         async with self._conn() as conn:

@@ -24,6 +24,7 @@ import orjson
 from dlrpush.errors import ConfigError, Conflict, NotFound, StoreUnavailable
 from dlrpush.models import (
     Account,
+    ApiKey,
     AttemptOutcome,
     Credentials,
     DeliveryState,
@@ -308,6 +309,56 @@ class SqliteStore:
             return wanted - {r[0] for r in rows}
 
         return await self._run(_do)
+
+    async def create_api_key(
+        self, account_id: str, prefix: str, key_hash: str, now_ms: int
+    ) -> ApiKey:
+        def _do(c: sqlite3.Connection) -> ApiKey:
+            if not c.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone():
+                raise NotFound(f"account {account_id!r} does not exist")
+            key_id = self._next_id(c, "api_keys")
+            c.execute(
+                "INSERT INTO api_keys (id, account_id, prefix, key_hash, created_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key_id, account_id, prefix, key_hash, now_ms),
+            )
+            return ApiKey(key_id, account_id, prefix, now_ms)
+
+        return await self._run(self._write, _do)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        def _do() -> ApiKey | None:
+            row = self.conn.execute(
+                "SELECT id, account_id, prefix, created_ms, revoked_ms FROM api_keys"
+                " WHERE key_hash = ? AND revoked_ms IS NULL",
+                (key_hash,),
+            ).fetchone()
+            return ApiKey(*row) if row else None
+
+        return await self._run(_do)
+
+    async def list_api_keys(self, account_id: str) -> list[ApiKey]:
+        def _do() -> list[ApiKey]:
+            return [
+                ApiKey(*row)
+                for row in self.conn.execute(
+                    "SELECT id, account_id, prefix, created_ms, revoked_ms FROM api_keys"
+                    " WHERE account_id = ? ORDER BY id",
+                    (account_id,),
+                )
+            ]
+
+        return await self._run(_do)
+
+    async def revoke_api_key(self, key_id: int, now_ms: int) -> bool:
+        def _do(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+                (now_ms, key_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(self._write, _do)
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         def _do(c: sqlite3.Connection) -> Endpoint:

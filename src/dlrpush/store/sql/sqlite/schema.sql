@@ -89,3 +89,14 @@ CREATE TABLE attempts (
     snippet     TEXT NOT NULL
 );
 CREATE INDEX attempts_report ON attempts(report_id, id);
+
+-- Per-account API keys (only a hash of each key is stored).
+CREATE TABLE api_keys (
+    id          INTEGER PRIMARY KEY,
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    prefix      TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+CREATE INDEX api_keys_account ON api_keys(account_id);

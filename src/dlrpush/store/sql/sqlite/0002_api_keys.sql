@@ -1,0 +1,11 @@
+-- Per-account API keys: a customer reads (pulls) only its own reports. Only a hash of
+-- each key is stored; the key itself is shown once, when it is created.
+CREATE TABLE api_keys (
+    id          INTEGER PRIMARY KEY,
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    prefix      TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+CREATE INDEX api_keys_account ON api_keys(account_id);
