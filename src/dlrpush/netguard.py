@@ -74,7 +74,7 @@ def check_callback_url(url: str, allow: Sequence[Network]) -> None:
     else:
         try:
             infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError:
+        except (OSError, UnicodeError):  # IDNA refuses empty or over-long labels
             raise InvalidInput(f"the host {host!r} does not resolve", "url") from None
         addresses = [str(info[4][0]) for info in infos]
     blocked = [a for a in addresses if not address_allowed(a, allow)]

@@ -232,3 +232,57 @@ def test_admin_token_guards_v1_but_not_health(tmp_path: Path) -> None:
         assert wrong.status_code == 401
         ok = c.post("/v1/accounts", json={"id": "a"}, headers={"Authorization": "Bearer t0ken"})
         assert ok.status_code == 201
+
+
+def test_an_account_key_reads_only_its_own_reports(tmp_path: Path) -> None:
+    admin = {"Authorization": "Bearer op-token"}
+    with _client(tmp_path, admin_token="op-token") as c:
+        for acct in ("acme", "other"):
+            assert c.post("/v1/accounts", json={"id": acct}, headers=admin).status_code == 201
+        c.post(
+            "/v1/messages",
+            headers=admin,
+            json=[
+                {"msgid": "a1", "account": "acme", "phone": "13912345678"},
+                {"msgid": "o1", "account": "other", "phone": "13912345678"},
+            ],
+        )
+        c.post(
+            "/v1/reports",
+            headers=admin,
+            json=[{"msgid": "a1", "status": "DELIVRD"}, {"msgid": "o1", "status": "DELIVRD"}],
+        )
+        made = c.post("/v1/accounts/acme/keys", headers=admin)
+        assert made.status_code == 201
+        key = made.json()["key"]
+        assert key.startswith("dlrk_") and made.json()["prefix"] == key[:11]
+        listed = c.get("/v1/accounts/acme/keys", headers=admin).json()
+        assert [k["id"] for k in listed] == [made.json()["id"]]
+        assert key not in c.get("/v1/accounts/acme/keys", headers=admin).text
+        mine = {"Authorization": f"Bearer {key}"}
+        items = c.get("/v1/reports", headers=mine).json()["items"]
+        assert [r["msgid"] for r in items] == ["a1"]
+        other_id = next(
+            r["id"]
+            for r in c.get("/v1/reports", headers=admin).json()["items"]
+            if r["msgid"] == "o1"
+        )
+        assert c.get(f"/v1/reports/{other_id}", headers=mine).status_code == 404
+        assert c.get(f"/v1/reports/{other_id}/attempts", headers=mine).status_code == 404
+        assert c.get("/v1/reports", params={"account": "other"}, headers=mine).status_code == 403
+        # A key is for reading: everything else is the operator's.
+        assert c.post("/v1/reports", json=[], headers=mine).status_code == 403
+        assert c.post("/v1/replay", json={}, headers=mine).status_code == 403
+        assert c.get("/v1/accounts/acme", headers=mine).status_code == 403
+        # Revoked keys stop working at once.
+        assert c.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 204
+        assert c.get("/v1/reports", headers=mine).status_code == 401
+        assert c.delete(f"/v1/keys/{made.json()['id']}", headers=admin).status_code == 404
+
+
+def test_bodies_over_the_limit_are_413_on_every_route(tmp_path: Path) -> None:
+    with _client(tmp_path, max_body_bytes=2048) as c:
+        big = {"id": "acme", "name": "x" * 4096}
+        resp = c.post("/v1/accounts", json=big)
+        assert resp.status_code == 413 and resp.json()["field"] == "body"
+        assert c.get("/v1/accounts/acme").status_code == 404

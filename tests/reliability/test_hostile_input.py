@@ -53,8 +53,7 @@ def _hypothesis(examples: int) -> settings:
     )
 
 
-# -- known product bugs, each shown by an xfail test below; the property tests step around
-# -- them so that they keep guarding everything else.
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _as_int(value: object) -> int | None:
@@ -63,11 +62,6 @@ def _as_int(value: object) -> int | None:
         return _INT.validate_python(value)
     except ValidationError:
         return None
-
-
-def _beyond_int64(value: object) -> bool:
-    n = _as_int(value)
-    return n is not None and n not in INT64
 
 
 def _idna_fails(url: object) -> bool:
@@ -81,26 +75,6 @@ def _idna_fails(url: object) -> bool:
         host.encode("idna")
     except UnicodeError:
         return True
-    return False
-
-
-def _known_bug(path: str, body: object) -> bool:
-    if not isinstance(body, dict):
-        return False
-    if path == "/v1/replay":
-        return any(_beyond_int64(body.get(k)) for k in ("endpoint", "since_ms", "until_ms"))
-    if "endpoint" in path:
-        return _idna_fails(body.get("url"))
-    return False
-
-
-def _known_query_bug(pairs: list[tuple[str, str]]) -> bool:
-    for key, value in pairs:
-        if key in ("since_ms", "until_ms") and _beyond_int64(value):
-            return True
-        digits = key == "cursor" and value.isascii() and value.isdigit() and len(value) <= 19
-        if digits and int(value) >= 2**63:
-            return True
     return False
 
 
@@ -374,7 +348,6 @@ def test_any_json_value_to_any_post_route(tmp_path: Path, no_dns: None) -> None:
         @_hypothesis(200)
         @given(path=st.sampled_from(POST_ROUTES), value=JSON_VALUES)
         def run(path: str, value: Any) -> None:
-            assume(not _known_bug(path, value))
             before = _counts(db)
             resp = client.post(path, content=json.dumps(value).encode(), headers=JSON_HEADERS)
             seen[resp.status_code] += 1
@@ -401,11 +374,6 @@ def test_any_bytes_to_any_post_route(tmp_path: Path, no_dns: None) -> None:
             content_type=st.sampled_from(["application/json", "text/plain", "", "application/x"]),
         )
         def run(path: str, data: bytes, content_type: str) -> None:
-            try:
-                parsed = json.loads(data)
-            except ValueError:
-                parsed = None
-            assume(not _known_bug(path, parsed))
             before = _counts(db)
             headers = {"content-type": content_type} if content_type else {}
             resp = client.post(path, content=data, headers=headers)
@@ -483,7 +451,6 @@ def test_hostile_objects_to_the_object_routes(
             account=st.sampled_from(["acme", "acme", "nobody"]) | TEXT,
         )
         def run(body: dict[str, Any], account: str) -> None:
-            assume(not _known_bug(path, body))
             before = _counts(db)
             content = json.dumps(body).encode()
             if path.startswith("PATCH "):
@@ -530,7 +497,6 @@ def test_any_query_string_to_list_reports(tmp_path: Path) -> None:
             junk=st.none() | raw,
         )
         def run(pairs: list[tuple[str, str]], junk: str | None) -> None:
-            assume(not _known_query_bug(pairs))
             query = urlencode(pairs)
             if junk is not None:
                 query = f"{query}&{junk}" if query else junk
@@ -546,16 +512,11 @@ def test_any_query_string_to_list_reports(tmp_path: Path) -> None:
     print(f"\nquery strings: answers {dict(sorted(seen.items()))}")
 
 
-# -- the known bugs, one xfail test each -----------------------------------------------------
+# -- bugs found by the fuzzing, kept as regression tests ------------------------------------
 
 BIG = 2**63  # one past SQLite's largest integer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integers beyond 64 bits reach sqlite3 unchecked: OverflowError -> 500"
-    " (store/sqlite.py list_reports/get_report/list_attempts/get_endpoint/replay)",
-)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -581,11 +542,6 @@ def test_integers_beyond_64_bits_are_a_4xx_not_a_500(
         assert resp.status_code < 500, resp.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="netguard.check_callback_url catches only OSError; getaddrinfo raises"
-    " UnicodeError for a host with an empty or over-long label -> 500",
-)
 @pytest.mark.parametrize("url", ["http://a..b/cb", "http://./cb", f"http://{'a' * 64}.example/"])
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 def test_callback_host_that_cannot_be_encoded_is_a_422_not_a_500(
@@ -627,11 +583,6 @@ def _resolves(doc: Any, ref: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/app.py _array_body embeds TypeAdapter.json_schema() with '#/$defs/…' refs"
-    " that do not resolve in /openapi.json; tools drop the ingest request bodies",
-)
 def test_every_ref_in_the_openapi_document_resolves(tmp_path: Path) -> None:
     with _service(tmp_path) as (client, _db):
         doc = client.get("/openapi.json").json()
@@ -641,25 +592,6 @@ def test_every_ref_in_the_openapi_document_resolves(tmp_path: Path) -> None:
 
 
 # -- (b) schemathesis against the live service ----------------------------------------------
-
-
-def _repaired(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Move request-body ``$defs`` into components, so schemathesis sees the ingest bodies
-    despite the dangling refs shown by the xfail test above. Returns what was repaired."""
-    repaired: list[str] = []
-    components = doc.setdefault("components", {}).setdefault("schemas", {})
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
-            schema = content.get("schema", {})
-            defs = schema.pop("$defs", None)
-            if not defs:
-                continue
-            components.update(defs)
-            text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/')
-            content["schema"] = json.loads(text)
-            repaired.append(f"{method.upper()} {path}")
-    return doc, repaired
 
 
 def _make_local(case: Case[Any]) -> None:
@@ -676,23 +608,11 @@ def _make_local(case: Case[Any]) -> None:
         body["url"] = "http://127.0.0.1:9/cb"
 
 
-def _known_5xx(case: Case[Any]) -> bool:
-    """A 5xx that one of the xfail tests above already shows."""
-    params = {**(case.path_parameters or {}), **(case.query or {})}
-    if any(_beyond_int64(v) for k, v in params.items() if k != "cursor"):
-        return True
-    cursor = params.get("cursor")
-    if isinstance(cursor, str) and _known_query_bug([("cursor", cursor)]):
-        return True
-    return _known_bug(case.operation.path, case.body)
-
-
 def _fuzz(
     op: APIOperation[Any, Any, Any, Any],
     mode: GenerationMode,
     base_url: str,
     statuses: Counter[tuple[str, int]],
-    known: list[str],
 ) -> None:
     """Run one operation's generated cases against the service; fail on an unknown 5xx."""
 
@@ -702,9 +622,6 @@ def _fuzz(
         _make_local(case)
         resp = case.call(base_url=base_url, timeout=15)
         statuses[(op.label, resp.status_code)] += 1
-        if resp.status_code >= 500 and _known_5xx(case):
-            known.append(f"{op.label} -> {resp.status_code}")
-            return
         case.validate_response(resp, checks=[not_a_server_error])
         if 400 <= resp.status_code < 500:
             answer = json.loads(resp.content)
@@ -715,31 +632,29 @@ def _fuzz(
 
 def test_schemathesis_finds_no_server_error(spawn: Callable[..., Proc], tmp_path: Path) -> None:
     svc = spawn("serve", "--port", "0", "--store", f"sqlite:///{tmp_path}/st.db")
-    doc, repaired = _repaired(httpx.get(svc.url + "/openapi.json", timeout=10).json())
+    doc = httpx.get(svc.url + "/openapi.json", timeout=10).json()
     schema = schemathesis.openapi.from_dict(doc)
     results = list(schema.get_all_operations())
     operations = [r.ok() for r in results if isinstance(r, Ok)]
     assert len(operations) == len(results), "an operation could not be loaded"
     statuses: Counter[tuple[str, int]] = Counter()
-    known: list[str] = []
     for op in operations:
-        _fuzz(op, GenerationMode.POSITIVE, svc.url, statuses, known)
+        _fuzz(op, GenerationMode.POSITIVE, svc.url, statuses)
         raw = doc["paths"][op.path][op.method.lower()]
         if not (raw.get("parameters") or raw.get("requestBody")):
             continue  # nothing to get wrong (GET /healthz)
         try:
-            _fuzz(op, GenerationMode.NEGATIVE, svc.url, statuses, known)
+            _fuzz(op, GenerationMode.NEGATIVE, svc.url, statuses)
         except Unsatisfiable:
             assert not op.body, op.label  # a free-text path parameter cannot be wrong
 
     assert svc.popen.poll() is None, "the service died under the fuzzing"
-    print(f"\nschemathesis: {len(operations)} operations; bodies repaired for {repaired}")
+    print(f"\nschemathesis: {len(operations)} operations")
     per_op: dict[str, Counter[int]] = {}
     for (label, status), n in sorted(statuses.items()):
         per_op.setdefault(label, Counter())[status] += n
     for label, counts in per_op.items():
         print(f"  {label:<42} {dict(counts)}")
-    print(f"  5xx already shown by xfail tests: {len(known)} {sorted(set(known))}")
     bodies = {op.label for op in operations if op.body}
     assert {"POST /v1/messages", "POST /v1/reports"} <= bodies
     assert sum(statuses.values()) >= 10 * len(operations)

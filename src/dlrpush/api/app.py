@@ -12,16 +12,19 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from dlrpush import __version__
 from dlrpush.api.schemas import (
@@ -29,6 +32,7 @@ from dlrpush.api.schemas import (
     EndpointIn,
     EndpointPatch,
     MessageIn,
+    Millis,
     ReplayIn,
     ReportIn,
 )
@@ -50,6 +54,8 @@ from dlrpush.settings import Settings
 from dlrpush.store.base import AttemptView, ReplayFilter, ReportFilter, ReportView, Store
 
 log = logging.getLogger("dlrpush.api")
+
+DbIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -153,14 +159,36 @@ def attempt_view(a: AttemptView) -> dict[str, Any]:
     }
 
 
+_SCHEMA_REF = "#/components/schemas/{model}"
+
+
 def _array_body(name: str) -> dict[str, Any]:
+    """The request body of an ingest route, whose array is parsed by hand for speed."""
     adapter = _MESSAGES if name == "messages" else _REPORTS
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": adapter.json_schema()}},
-        }
-    }
+    schema = adapter.json_schema(ref_template=_SCHEMA_REF)
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _with_ingest_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` that also publishes the item models the ingest bodies refer to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = spec.setdefault("components", {}).setdefault("schemas", {})
+            for adapter in (_MESSAGES, _REPORTS):
+                defs = adapter.json_schema(ref_template=_SCHEMA_REF).get("$defs", {})
+                components.update(defs)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(
@@ -287,6 +315,8 @@ def create_app(
             dispatcher.wake(endpoints)
 
     v1: list[Any] = [Depends(operator)]
+    app.openapi = _with_ingest_schemas(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     # -- health -------------------------------------------------------------------------
 
@@ -366,7 +396,7 @@ def create_app(
         return json_response([key_view(k) for k in await store.list_api_keys(account_id)])
 
     @app.delete("/v1/keys/{key_id}", status_code=204, tags=["accounts"], dependencies=v1)
-    async def revoke_key(key_id: int) -> Response:
+    async def revoke_key(key_id: DbIdPath) -> Response:
         if not await store.revoke_api_key(key_id, now_ms()):
             raise NotFound(f"key {key_id} does not exist or is already revoked")
         return Response(status_code=204)
@@ -413,11 +443,11 @@ def create_app(
         return ep
 
     @app.get("/v1/endpoints/{endpoint_id}", tags=["endpoints"], dependencies=v1)
-    async def get_endpoint(endpoint_id: int) -> Response:
+    async def get_endpoint(endpoint_id: DbIdPath) -> Response:
         return json_response(endpoint_view(await _endpoint(endpoint_id)))
 
     @app.patch("/v1/endpoints/{endpoint_id}", tags=["endpoints"], dependencies=v1)
-    async def patch_endpoint(endpoint_id: int, body: EndpointPatch) -> Response:
+    async def patch_endpoint(endpoint_id: DbIdPath, body: EndpointPatch) -> Response:
         ep = await _endpoint(endpoint_id)
         changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"credentials"})
         for key in [k for k, v in changes.items() if v is None and k != "success_body_contains"]:
@@ -435,7 +465,7 @@ def create_app(
         return json_response(endpoint_view(updated))
 
     @app.delete("/v1/endpoints/{endpoint_id}", status_code=204, tags=["endpoints"], dependencies=v1)
-    async def delete_endpoint(endpoint_id: int) -> Response:
+    async def delete_endpoint(endpoint_id: DbIdPath) -> Response:
         if not await store.delete_endpoint(endpoint_id, now_ms()):
             raise NotFound(f"endpoint {endpoint_id} does not exist")
         if dispatcher is not None:
@@ -508,6 +538,16 @@ def create_app(
                     raise InvalidInput(f"{i}.receipt: {exc.message}", f"{i}.receipt") from None
                 msgid = r.msgid or receipt.id
                 status = r.status or receipt.stat
+                for what, value, most in (
+                    ("id", msgid, 64),
+                    ("stat", status, 32),
+                    ("err", receipt.err, 32),
+                ):
+                    if len(value) > most:
+                        raise InvalidInput(
+                            f"{i}.receipt: {what} is {len(value)} characters; at most {most}",
+                            f"{i}.receipt",
+                        )
                 report_time = r.report_time_ms or receipt.done_date_ms or received
                 error_code = r.error_code or receipt.err or None
             else:
@@ -544,9 +584,9 @@ def create_app(
         account: str | None = None,
         msgid: str | None = None,
         state: ReportState | None = None,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,19}$"),
+        since_ms: Millis | None = None,
+        until_ms: Millis | None = None,
+        cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> Response:
         if who.account is not None:
@@ -569,11 +609,11 @@ def create_app(
         return report
 
     @app.get("/v1/reports/{report_id}", tags=["reports"])
-    async def get_report(report_id: int, who: Principal = Depends(principal)) -> Response:
+    async def get_report(report_id: DbIdPath, who: Principal = Depends(principal)) -> Response:
         return json_response(report_view(await visible_report(report_id, who)))
 
     @app.get("/v1/reports/{report_id}/attempts", tags=["reports"])
-    async def list_attempts(report_id: int, who: Principal = Depends(principal)) -> Response:
+    async def list_attempts(report_id: DbIdPath, who: Principal = Depends(principal)) -> Response:
         await visible_report(report_id, who)
         return json_response([attempt_view(a) for a in await store.list_attempts(report_id)])
 
@@ -600,6 +640,60 @@ def create_app(
 
 class _Unauthorised(Exception):
     pass
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413, counted as they stream in,
+    so a client cannot make the service buffer an unbounded body on any route."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(send)
+                return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> AsgiMessage:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge(f"body over {self.max_bytes} bytes")
+            return message
+
+        async def tracking_send(message: AsgiMessage) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = orjson.dumps({"error": f"body over {self.max_bytes} bytes", "field": "body"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 class _Forbidden(Exception):

@@ -20,6 +20,9 @@ from dlrpush.rules import uid_problem
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Text = Annotated[str, Field(max_length=256)]
+# Bounds that keep integers inside the stores' signed 64-bit columns.
+DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Millis = Annotated[int, Field(ge=0, lt=10**15)]
 
 
 class _Strict(BaseModel):
@@ -136,10 +139,10 @@ class ReportIn(_Strict):
 
 class ReplayIn(_Strict):
     account: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    endpoint: int | None = None
+    endpoint: DbId | None = None
     state: ReportState | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
+    since_ms: Millis | None = None
+    until_ms: Millis | None = None
     msgids: (
         Annotated[
             list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=10_000)
