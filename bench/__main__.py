@@ -1,5 +1,5 @@
-"""``python -m bench``: the end-to-end throughput run."""
+"""``python -m bench`` (also ``make bench``): run the benchmark harness; see ``bench.harness``."""
 
-from bench.throughput import main
+from bench.harness import main
 
-main()
+raise SystemExit(main())

@@ -36,6 +36,9 @@ class Arrivals:
     """Arrival time of each report by msgid index, and the counts ``/_stats`` shows."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.times = array("d")
         self.requests = 0
         self.reports = 0
@@ -93,7 +96,7 @@ def make_app(protocol: str) -> web.Application:
         return web.Response(body=state.times.tobytes(), content_type="application/octet-stream")
 
     async def clear(_: web.Request) -> web.Response:
-        state.__init__()  # type: ignore[misc]
+        state.reset()
         return web.Response(body=orjson.dumps(state.stats()), content_type=_JSON)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -7,13 +7,14 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from conftest import Api, Proc, received
+from conftest import Api, Proc, needs_postgres, pg_schema, received
 
 # Another run of the same test: RELIABILITY_SEED=<n> pytest tests/reliability/test_crash.py
 SEED = int(os.environ.get("RELIABILITY_SEED", "20251121"))
@@ -42,17 +43,17 @@ class _Run:
     """The service under test: the current process and client, restarted on one file."""
 
     def __init__(
-        self, spawn: Callable[..., Proc], api_factory: Callable[[str], Api], db: Path
+        self, spawn: Callable[..., Proc], api_factory: Callable[[str], Api], store: str
     ) -> None:
         self._spawn = spawn
         self._api_factory = api_factory
-        self._db = db
+        self._store = store
         self.kills: list[str] = []
         self.svc = self._start()
         self.api = api_factory(self.svc.url)
 
     def _start(self) -> Proc:
-        return self._spawn("serve", "--port", "0", "--store", f"sqlite:///{self._db}")
+        return self._spawn("serve", "--port", "0", "--store", self._store)
 
     def kill_and_restart(self, what: str) -> None:
         self.svc.kill9()
@@ -70,13 +71,24 @@ def _post_messages(run: _Run, account: str) -> None:
         run.api.post("/v1/messages", body, 202)
 
 
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'c.db'}"
+    else:
+        with pg_schema() as url:
+            yield url
+
+
 def test_kill_9_at_random_moments_loses_no_acknowledged_report(
-    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], store_url: str
 ) -> None:
     rng = random.Random(SEED)
     started = time.monotonic()
     rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet")
-    run = _Run(spawn, api_factory, tmp_path / "c.db")
+    run = _Run(spawn, api_factory, store_url)
     run.api.post("/v1/accounts", {"id": "acme", "name": "Acme"}, 201)
     run.api.post(
         "/v1/accounts/acme/endpoints",

@@ -1,0 +1,279 @@
+"""``python -m bench``: the command line of the benchmark harness and the order of a run.
+
+It owns the flags (which scenarios, which stores, how big, where the markdown and JSON
+go), the order scenarios run in (the ceilings and the naive baseline first, then every
+store's scenarios), recording a failed scenario as ERROR and going on with the rest,
+and making sure an interrupted run (Ctrl-C, SIGTERM) still stops every process it
+started and drops every PostgreSQL schema it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import math
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Awaitable
+from pathlib import Path
+from types import FrameType
+
+import aiohttp
+
+from bench.procs import DEFAULT_PG_URL, ROOT, base_env, pg_available
+from bench.profiles import Profiler
+from bench.report import as_json, judge, machine_facts, markdown
+from bench.scenarios import QUICK, Bench, Result, Sizes
+
+SCENARIOS = ("ceiling", "naive", "ucloud", "innopaas", "latency", "isolation", "backlog")
+STORES = ("sqlite", "postgres")
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    defaults = Sizes()
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="End-to-end benchmarks of dlrpush on loopback; see docs/benchmarks.md.",
+    )
+    p.add_argument("--quick", action="store_true", help="every scenario at a tiny size")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        default=None,
+        help=f"run only these ({', '.join(SCENARIOS)}); the ceiling is added"
+        " when a share of it is needed",
+    )
+    p.add_argument(
+        "--stores",
+        default=",".join(STORES),
+        help="comma-separated: sqlite, postgres (default both)",
+    )
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / "latest.json")
+    p.add_argument("--md", type=Path, default=RESULTS_DIR / "latest.md")
+    p.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help="server for the PostgreSQL runs; each run uses a fresh schema",
+    )
+    p.add_argument(
+        "--ucloud",
+        type=int,
+        default=None,
+        help=f"reports in the ucloud run (default {defaults.ucloud:,})",
+    )
+    p.add_argument(
+        "--innopaas",
+        type=int,
+        default=None,
+        help=f"reports in the innopaas run (default {defaults.innopaas:,})",
+    )
+    p.add_argument(
+        "--naive",
+        type=int,
+        default=None,
+        help=f"reports in the naive baseline (default {defaults.naive:,})",
+    )
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        help=f"reports queued in the backlog run (default {defaults.backlog:,})",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help=f"reports/s of the paced runs (default {defaults.rate:g})",
+    )
+    p.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=None,
+        help=f"length of the latency run (default {defaults.latency_s:g})",
+    )
+    p.add_argument(
+        "--isolation-seconds",
+        type=float,
+        default=None,
+        help=f"length of each isolation phase (default {defaults.isolation_s:g})",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record a py-spy profile of the service in every scenario into DIR",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the working directory (logs, SQLite files)"
+    )
+    return p.parse_args(argv)
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    base = QUICK if args.quick else Sizes()
+    changes = {
+        "ucloud": args.ucloud,
+        "innopaas": args.innopaas,
+        "naive": args.naive,
+        "backlog": args.backlog,
+        "rate": args.rate,
+        "latency_s": args.latency_seconds,
+        "isolation_s": args.isolation_seconds,
+    }
+    return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _error(scenario: str, store: str, protocol: str, exc: BaseException) -> Result:
+    nan = math.nan
+    return Result(
+        scenario=scenario,
+        store=store,
+        protocol=protocol,
+        reports=0,
+        per_request=0,
+        seconds=nan,
+        reports_per_s=nan,
+        latency_from="-",
+        p50_ms=nan,
+        p99_ms=nan,
+        max_ms=nan,
+        cpu_s=None,
+        peak_rss_mb=None,
+        verdict="ERROR",
+        note=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+    )
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str]]:
+    sizes = sizes_from(args)
+    chosen = set(args.only or SCENARIOS)
+    if chosen & {"ucloud", "backlog"}:
+        chosen.add("ceiling-ucloud")
+    if chosen & {"innopaas", "naive"}:
+        chosen.add("ceiling-innopaas")
+    if "ceiling" in chosen:
+        chosen |= {"ceiling-ucloud", "ceiling-innopaas"}
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    skipped: list[str] = []
+    for s in stores:
+        if s not in STORES:
+            raise SystemExit(f"--stores: unknown store {s!r}; known: {', '.join(STORES)}")
+    if "postgres" in stores:
+        why = pg_available(args.pg_url)
+        if why is not None:
+            stores.remove("postgres")
+            skipped.append(f"PostgreSQL runs: {why}")
+            print(f"skipping PostgreSQL: {why}", file=sys.stderr)
+    profiler = Profiler(args.profile) if args.profile else None
+    results: list[Result] = []
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        bench = Bench(
+            workdir=workdir,
+            env=base_env(),
+            sizes=sizes,
+            pg_url=args.pg_url,
+            session=session,
+            profiler=profiler,
+        )
+
+        async def step(scenario: str, store: str, protocol: str, work: Awaitable[Result]) -> None:
+            label = f"{scenario} ({store})" if store != "-" else scenario
+            print(f"running {label} …", file=sys.stderr, flush=True)
+            try:
+                result = await work
+            except Exception as exc:
+                traceback.print_exc()
+                result = _error(scenario, store, protocol, exc)
+            results.append(result)
+            print(
+                f"  {label}: {result.reports_per_s:,.0f} reports/s, p99 {result.p99_ms:.1f} ms"
+                if result.verdict != "ERROR"
+                else f"  {label}: ERROR {result.note}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        if "ceiling-ucloud" in chosen:
+            await step("ceiling-ucloud", "-", "ucloud", bench.ceiling("ucloud", sizes.ucloud))
+        if "ceiling-innopaas" in chosen:
+            await step(
+                "ceiling-innopaas",
+                "-",
+                "innopaas",
+                bench.ceiling("innopaas", sizes.innopaas),
+            )
+        if "naive" in chosen:
+            await step("naive", "-", "innopaas", bench.naive(sizes.naive))
+        for store in stores:
+            if "ucloud" in chosen:
+                await step(
+                    "ucloud",
+                    store,
+                    "ucloud",
+                    bench.throughput(store, "ucloud", sizes.ucloud),
+                )
+            if "innopaas" in chosen:
+                await step(
+                    "innopaas",
+                    store,
+                    "innopaas",
+                    bench.throughput(store, "innopaas", sizes.innopaas),
+                )
+            if "latency" in chosen:
+                await step("latency", store, "ucloud", bench.latency(store))
+            if "isolation" in chosen:
+                await step("isolation", store, "ucloud", bench.isolation(store))
+            if "backlog" in chosen:
+                await step("backlog", store, "ucloud", bench.backlog(store, sizes.backlog))
+    judge(results)
+    return results, skipped
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM into an exception so every ``finally`` and ``with`` block runs: that
+    # is what stops the started processes and drops the PostgreSQL schemas.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "bench", *argv])
+    date = dt.datetime.now(dt.UTC)
+    facts = machine_facts(args.pg_url if "postgres" in args.stores else None)
+    workdir = Path(tempfile.mkdtemp(prefix="dlrpush-bench-"))
+    signal.signal(signal.SIGTERM, _terminate)
+    ok = False
+    try:
+        results, skipped = asyncio.run(run(args, workdir))
+        ok = all(r.verdict != "ERROR" for r in results)
+    finally:
+        if args.keep or not ok:
+            print(f"logs and stores kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    sizes = sizes_from(args)
+    md = markdown(results, command=command, date=date, facts=facts, sizes=sizes, skipped=skipped)
+    doc = as_json(
+        results, command=command, argv=argv, date=date, facts=facts, sizes=sizes, skipped=skipped
+    )
+    for path, data in ((args.md, md.encode()), (args.json, doc)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    print(md)
+    print(f"written: {args.md}, {args.json}", file=sys.stderr)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return 0 if ok else 1

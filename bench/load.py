@@ -1,0 +1,349 @@
+"""Traffic and timing: what the harness sends, and how it turns arrivals into figures.
+
+It owns the harness's side of the wire: a small JSON client for the service's API;
+ingesting submission records and reports in arrays (in bulk, one array after another, or
+paced at a steady rate), noting when each array was sent and acknowledged; waiting until
+a timing receiver has every report and reading its arrival times; the latency and rate
+figures computed from those times; and the two pushers that involve no service at all:
+the ceiling (a bare aiohttp loop posting pre-rendered bodies) and the naive baseline (one
+blocking ``http.client`` POST per report from a loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import math
+import time
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from dlrpush.catalogue import DEFAULT_CATALOGUE
+from dlrpush.enrich import enrich
+from dlrpush.models import Endpoint, PushItem
+from dlrpush.protocols import get_protocol
+
+JSON_HEADERS = {"content-type": "application/json"}
+CHUNK = 1000
+# What the dispatcher sends: the same header set, so the ceiling does the same work.
+PUSH_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+USER_AGENT = "dlrpush"
+T_REPORT_MS = 1_750_000_000_000
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+class Api:
+    """JSON calls to the service's API on one keep-alive session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+        async with self.session.request(
+            method, self.base + path, data=data, headers=JSON_HEADERS
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 300:
+                raise ApiError(f"{method} {path}: HTTP {resp.status}: {raw[:300]!r}")
+            return orjson.loads(raw) if raw else None
+
+    async def account(self, account_id: str) -> None:
+        await self.call("POST", "/v1/accounts", {"id": account_id})
+
+    async def endpoint(self, account_id: str, **fields: Any) -> int:
+        doc = await self.call("POST", f"/v1/accounts/{account_id}/endpoints", fields)
+        return int(doc["id"])
+
+
+def msgid(prefix: str, i: int) -> str:
+    return f"{prefix}{i}"
+
+
+def phone(i: int) -> str:
+    return f"86139{i % 10**8:08d}"
+
+
+def messages_body(prefix: str, account: str, lo: int, hi: int) -> bytes:
+    return orjson.dumps(
+        [
+            {
+                "msgid": msgid(prefix, i),
+                "account": account,
+                "phone": phone(i),
+                "segments": 1,
+                "unit_price": "0.05670",
+            }
+            for i in range(lo, hi)
+        ]
+    )
+
+
+def reports_body(prefix: str, lo: int, hi: int) -> bytes:
+    return orjson.dumps([{"msgid": msgid(prefix, i), "status": "DELIVRD"} for i in range(lo, hi)])
+
+
+async def ingest_messages(api: Api, prefix: str, account: str, n: int, chunk: int = CHUNK) -> None:
+    for lo in range(0, n, chunk):
+        await api.call(
+            "POST", "/v1/messages", messages_body(prefix, account, lo, min(n, lo + chunk))
+        )
+
+
+@dataclass
+class Sent:
+    """When each report's array was sent and acknowledged (monotonic seconds), by index."""
+
+    sent: array[float]
+    acked: array[float]
+
+    @classmethod
+    def empty(cls, n: int) -> Sent:
+        return cls(array("d", [math.nan]) * n, array("d", [math.nan]) * n)
+
+    def note(self, lo: int, hi: int, sent: float, acked: float) -> None:
+        count = hi - lo
+        self.sent[lo:hi] = array("d", [sent]) * count
+        self.acked[lo:hi] = array("d", [acked]) * count
+
+    @property
+    def first_sent(self) -> float:
+        return min(t for t in self.sent if not math.isnan(t))
+
+    @property
+    def last_acked(self) -> float:
+        return max(t for t in self.acked if not math.isnan(t))
+
+
+async def ingest_reports_bulk(api: Api, prefix: str, n: int, chunk: int = CHUNK) -> Sent:
+    """Post reports ``prefix0..`` in arrays of ``chunk``, one after another."""
+    sent = Sent.empty(n)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        body = reports_body(prefix, lo, hi)
+        t0 = time.monotonic()
+        await api.call("POST", "/v1/reports", body)
+        sent.note(lo, hi, t0, time.monotonic())
+    return sent
+
+
+@dataclass
+class Paced:
+    sent: dict[str, Sent]
+    # How late the last array left against its schedule, and the worst lateness seen:
+    # a paced run is only steady if these stay small.
+    worst_lag_ms: float
+
+
+async def ingest_reports_paced(
+    api: Api, prefixes: Sequence[str], rate: float, seconds: float, tick_s: float = 0.05
+) -> Paced:
+    """``rate`` reports/s for each prefix, as one array every ``tick_s`` holding
+    ``rate × tick_s`` reports of every prefix; arrays are posted on schedule even while
+    an earlier one is still waiting for its answer."""
+    per_tick = max(1, round(rate * tick_s))
+    ticks = max(1, round(seconds / tick_s))
+    n = per_tick * ticks
+    sent = {p: Sent.empty(n) for p in prefixes}
+    worst = 0.0
+
+    async def one(k: int) -> None:
+        lo, hi = k * per_tick, (k + 1) * per_tick
+        body = orjson.dumps(
+            [{"msgid": msgid(p, i), "status": "DELIVRD"} for p in prefixes for i in range(lo, hi)]
+        )
+        t0 = time.monotonic()
+        await api.call("POST", "/v1/reports", body)
+        t1 = time.monotonic()
+        for p in prefixes:
+            sent[p].note(lo, hi, t0, t1)
+
+    start = time.monotonic() + 0.05
+    tasks = []
+    for k in range(ticks):
+        due = start + k * tick_s
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        worst = max(worst, (time.monotonic() - due) * 1000)
+        tasks.append(asyncio.create_task(one(k)))
+    await asyncio.gather(*tasks)
+    return Paced(sent, worst)
+
+
+def paced_count(rate: float, seconds: float, tick_s: float = 0.05) -> int:
+    return max(1, round(rate * tick_s)) * max(1, round(seconds / tick_s))
+
+
+async def wait_arrived(
+    session: aiohttp.ClientSession, receiver_url: str, n: int, stall_s: float = 120.0
+) -> dict[str, int]:
+    """Poll the timing receiver until ``n`` distinct reports arrived; fail if stuck."""
+    last = -1
+    last_change = time.monotonic()
+    while True:
+        async with session.get(receiver_url + "/_stats") as resp:
+            stats: dict[str, int] = orjson.loads(await resp.read())
+        if stats["unique"] >= n:
+            return stats
+        if stats["unique"] != last:
+            last, last_change = stats["unique"], time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            raise TimeoutError(f"{stats['unique']} of {n} reports arrived; none for {stall_s} s")
+        await asyncio.sleep(0.02)
+
+
+async def arrival_times(session: aiohttp.ClientSession, receiver_url: str) -> array[float]:
+    async with session.get(receiver_url + "/_times") as resp:
+        times = array("d")
+        times.frombytes(await resp.read())
+        return times
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    min_ms: float
+    count: int
+
+
+def _pick(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def latency(arrived: array[float], origin: array[float] | float, n: int) -> Latency:
+    """Arrival minus origin (per report, or one time for all) of reports 0..n-1, in ms."""
+    if isinstance(origin, float):
+        values = [(arrived[i] - origin) * 1000 for i in range(n)]
+    else:
+        values = [(arrived[i] - origin[i]) * 1000 for i in range(n)]
+    ordered = sorted(v for v in values if not math.isnan(v))
+    if not ordered:
+        return Latency(math.nan, math.nan, math.nan, math.nan, 0)
+    return Latency(_pick(ordered, 0.5), _pick(ordered, 0.99), ordered[-1], ordered[0], len(ordered))
+
+
+def last_arrival(arrived: array[float], n: int) -> float:
+    return max(arrived[i] for i in range(n))
+
+
+# -- pushing without the service -------------------------------------------------------
+
+
+def render_bodies(protocol: str, prefix: str, n: int, batch_max: int) -> list[bytes]:
+    """The bodies the dispatcher would send for reports ``prefix0..`` (same renderer)."""
+    proto = get_protocol(protocol)
+    endpoint = Endpoint(0, "bench", "http://127.0.0.1/dlr", protocol, batch_max=batch_max)
+    enrichment = enrich(phone(0))
+    items = [
+        PushItem(
+            delivery_id=i + 1,
+            report_id=i + 1,
+            msgid=msgid(prefix, i),
+            phone=phone(i),
+            segments=1,
+            status="DELIVRD",
+            description=None,
+            report_time_ms=T_REPORT_MS,
+            uid=None,
+            batch_seq="",
+            request_time_ms=None,
+            unit_price="0.05670",
+            currency="CNY",
+            access_number="",
+            enrichment=enrichment,
+        )
+        for i in range(n)
+    ]
+    return [r.body for r in proto.render(items, endpoint, DEFAULT_CATALOGUE, T_REPORT_MS)]
+
+
+@dataclass
+class Pushed:
+    """What a service-less pusher did: per-request send times and its own CPU."""
+
+    per_request: int
+    sent: array[float]  # by report index: when its request started
+    first: float
+    cpu_s: float
+    failures: int
+
+
+async def ceiling_push(
+    protocol: str, url: str, bodies: list[bytes], per_request: int, concurrency: int
+) -> Pushed:
+    """POST ``bodies`` with ``concurrency`` in flight on one keep-alive session configured
+    as the dispatcher's, checking each answer with the protocol's own verdict."""
+    proto = get_protocol(protocol)
+    endpoint = Endpoint(0, "bench", url, protocol)
+    sent = array("d", [math.nan]) * (len(bodies) * per_request)
+    connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30)
+    failures = 0
+    next_body = 0
+    timeout = aiohttp.ClientTimeout(total=5)
+    cpu0 = time.process_time()
+    first = time.monotonic()
+    async with aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT},
+        skip_auto_headers=("Accept-Encoding",),
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal next_body, failures
+            while next_body < len(bodies):
+                k = next_body
+                next_body += 1
+                t0 = time.monotonic()
+                lo = k * per_request
+                sent[lo : lo + per_request] = array("d", [t0]) * per_request
+                async with session.post(
+                    url,
+                    data=bodies[k],
+                    headers=PUSH_HEADERS,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    body = await resp.read()
+                    if not proto.verdict(resp.status, body, endpoint).accepted:
+                        failures += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Pushed(per_request, sent, first, time.process_time() - cpu0, failures)
+
+
+def naive_push(port: int, bodies: list[bytes]) -> Pushed:
+    """One blocking POST per body from a loop, on one keep-alive ``http.client``
+    connection: what a first version that calls ``requests.post`` per report would do."""
+    sent = array("d", [math.nan]) * len(bodies)
+    failures = 0
+    cpu0 = time.process_time()
+    first = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for k, body in enumerate(bodies):
+            sent[k] = time.monotonic()
+            conn.request(
+                "POST",
+                "/dlr",
+                body=body,
+                headers={**PUSH_HEADERS, "User-Agent": USER_AGENT},
+            )
+            resp = conn.getresponse()
+            answer = resp.read()
+            if resp.status != 200 or orjson.loads(answer).get("code") != 0:
+                failures += 1
+    finally:
+        conn.close()
+    return Pushed(1, sent, first, time.process_time() - cpu0, failures)

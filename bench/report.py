@@ -1,0 +1,222 @@
+"""Judging and writing results: targets, shares of the ceiling, machine facts, the table.
+
+It owns the targets each scenario is held to (some compare two figures from the same
+run: a share of the ceiling, the drain rate against plain ``ucloud``, the healthy p99
+against its p99 alone), the facts about the machine and the run that go with every table
+(command, date, cores, Python, PostgreSQL, load, commit), and the markdown and JSON
+renderings of one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.procs import ROOT, pg_version
+from bench.scenarios import Result, Sizes
+
+UCLOUD_TARGET = {"sqlite": 50_000, "postgres": 20_000}
+INNOPAAS_SHARE = 0.70
+LATENCY_P99_MS = 50.0
+ISOLATION_RATIO = 2.0
+BACKLOG_RSS_MB = 150.0
+BACKLOG_SHARE = 0.80
+
+CEILING_OF = {"ucloud": "ceiling-ucloud", "backlog": "ceiling-ucloud"}
+CEILING_OF.update({"innopaas": "ceiling-innopaas", "naive": "ceiling-innopaas"})
+
+
+def _find(results: list[Result], scenario: str, store: str = "-") -> Result | None:
+    for r in results:
+        if r.scenario == scenario and r.store == store and r.verdict != "ERROR":
+            return r
+    return None
+
+
+def _pass(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def judge(results: list[Result]) -> None:
+    """Fill in shares of the ceiling, targets and verdicts, in place."""
+    for r in results:
+        if r.verdict == "ERROR":
+            continue
+        ceiling = _find(results, CEILING_OF.get(r.scenario, ""))
+        if ceiling is not None and ceiling.reports_per_s > 0:
+            r.share_of_ceiling = round(r.reports_per_s / ceiling.reports_per_s, 3)
+        if r.scenario == "ucloud":
+            goal = UCLOUD_TARGET.get(r.store, 0)
+            r.target = f"≥ {goal:,} reports/s"
+            r.verdict = _pass(r.reports_per_s >= goal)
+        elif r.scenario == "innopaas":
+            r.target = f"≥ {INNOPAAS_SHARE:.0%} of ceiling"
+            if r.share_of_ceiling is None:
+                r.target += " (no ceiling measured)"
+            else:
+                r.verdict = _pass(r.share_of_ceiling >= INNOPAAS_SHARE)
+        elif r.scenario == "latency":
+            r.target = f"p99 ≤ {LATENCY_P99_MS:g} ms"
+            r.verdict = _pass(r.p99_ms <= LATENCY_P99_MS)
+        elif r.scenario == "isolation":
+            alone = float(r.extra["alone"]["p99_ms"])
+            r.target = f"p99 ≤ {ISOLATION_RATIO:g}× alone ({alone:.1f} ms)"
+            r.verdict = _pass(r.p99_ms <= ISOLATION_RATIO * alone)
+        elif r.scenario == "backlog":
+            plain = _find(results, "ucloud", r.store)
+            rss_ok = r.peak_rss_mb is not None and r.peak_rss_mb <= BACKLOG_RSS_MB
+            r.target = f"RSS ≤ {BACKLOG_RSS_MB:g} MB"
+            if plain is None:
+                r.target += "; drain vs ucloud: no ucloud figure in this run"
+                r.verdict = _pass(rss_ok)
+            else:
+                share = r.reports_per_s / plain.reports_per_s
+                r.extra["drain_share_of_ucloud"] = round(share, 3)
+                r.target += f"; drain ≥ {BACKLOG_SHARE:.0%} of ucloud ({share:.0%})"
+                r.verdict = _pass(rss_ok and share >= BACKLOG_SHARE)
+
+
+def _git() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return math.nan
+
+
+def machine_facts(pg_url: str | None) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "memory_gb": _mem_gb(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "commit": _git(),
+    }
+    if pg_url is not None:
+        try:
+            facts["postgresql"] = pg_version(pg_url)
+        except Exception as exc:
+            facts["postgresql"] = f"unavailable ({exc})"
+    return facts
+
+
+def _num(x: float | None, fmt: str = ",.0f") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return format(x, fmt)
+
+
+def markdown(
+    results: list[Result],
+    *,
+    command: str,
+    date: dt.datetime,
+    facts: dict[str, Any],
+    sizes: Sizes,
+    skipped: list[str],
+) -> str:
+    load = " / ".join(str(x) for x in facts["load_average_at_start"])
+    lines = [
+        "# dlrpush benchmark",
+        "",
+        f"- command: `{command}`",
+        f"- date: {date.isoformat(timespec='seconds')}",
+        f"- machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gb']} GB RAM,"
+        f" {facts['os']}; Python {facts['python']}"
+        + (f"; PostgreSQL {facts['postgresql']}" if "postgresql" in facts else ""),
+        f"- load average when the run started: {load}",
+        f"- commit: {facts['commit']}",
+        f"- every endpoint: max_in_flight {sizes.max_in_flight}, batch_max {sizes.batch_max};"
+        f" the ceiling runs {sizes.max_in_flight} POSTs in flight",
+        "",
+        "| scenario | store | reports | per POST | reports/s | of ceiling | latency from"
+        " | p50 ms | p99 ms | max ms | CPU s | peak RSS MB | target | result |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- "
+        "| --- |",
+    ]
+    for r in results:
+        share = "–" if r.share_of_ceiling is None else f"{r.share_of_ceiling:.0%}"
+        lines.append(
+            f"| {r.scenario} | {r.store} | {r.reports:,} | {r.per_request} |"
+            f" {_num(r.reports_per_s)} | {share} | {r.latency_from} | {_num(r.p50_ms, ',.1f')}"
+            f" | {_num(r.p99_ms, ',.1f')} | {_num(r.max_ms, ',.1f')} | {_num(r.cpu_s, '.2f')}"
+            f" | {_num(r.peak_rss_mb, '.1f')} | {r.target or '–'} | {r.verdict} |"
+        )
+    lines += ["", "Details:", ""]
+    for r in results:
+        bits = []
+        if r.note:
+            bits.append(r.note)
+        if r.ingest_per_s is not None:
+            bits.append(f"ingest {r.ingest_per_s:,.0f} reports/s")
+        if r.receiver_cpu_s is not None:
+            bits.append(f"receiver CPU {r.receiver_cpu_s:.2f} s")
+        if r.db_cpu_s is not None:
+            bits.append(f"PostgreSQL CPU {r.db_cpu_s:.2f} s")
+        for key, value in r.extra.items():
+            if key != "neighbour_receivers":
+                bits.append(f"{key.replace('_', ' ')} {value}")
+        if "neighbour_receivers" in r.extra:
+            for name, st in r.extra["neighbour_receivers"].items():
+                bits.append(f"{name} receiver got {st['requests']:,} requests")
+        lines.append(f"- {r.scenario} ({r.store}): " + "; ".join(bits))
+    for s in skipped:
+        lines.append(f"- skipped: {s}")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(
+    results: list[Result],
+    *,
+    command: str,
+    argv: list[str],
+    date: dt.datetime,
+    facts: dict[str, Any],
+    sizes: Sizes,
+    skipped: list[str],
+) -> bytes:
+    doc = {
+        "command": command,
+        "argv": argv,
+        "date": date.isoformat(timespec="seconds"),
+        "machine": facts,
+        "sizes": asdict(sizes),
+        "skipped": skipped,
+        "results": [asdict(r) for r in results],
+    }
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)

@@ -1,0 +1,426 @@
+"""The benchmark scenarios: each sets up its processes and store, drives traffic, measures.
+
+This module owns what every scenario does (see docs/benchmarks.md for the why): the
+ceiling and the naive baseline, which push without the service; bulk ``ucloud`` and
+``innopaas`` throughput; latency at a steady rate; isolation of a healthy endpoint from a
+hanging and a failing one; and draining a backlog queued while the endpoint was disabled.
+Each returns a ``Result`` with its figures; targets are judged later, in ``bench.report``,
+because some compare figures of different scenarios from the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import load
+from bench.procs import Proc, Procs, free_port, fresh_store, postgres_cpu_seconds
+from bench.profiles import Profiler
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is; ``QUICK`` is the smoke-test size."""
+
+    ucloud: int = 200_000
+    innopaas: int = 20_000
+    naive: int = 20_000
+    backlog: int = 1_000_000
+    rate: float = 1000.0  # reports/s of the paced scenarios (per endpoint)
+    latency_s: float = 20.0
+    isolation_s: float = 20.0
+    max_in_flight: int = 16  # of every endpoint, and the ceiling's concurrency
+    batch_max: int = 100
+    hang_timeout_s: float = 2.0
+
+
+QUICK = Sizes(
+    ucloud=3_000,
+    innopaas=400,
+    naive=400,
+    backlog=3_000,
+    latency_s=1.0,
+    isolation_s=1.0,
+)
+
+
+@dataclass
+class Result:
+    scenario: str
+    store: str  # "sqlite", "postgres", or "-" for pushers without the service
+    protocol: str
+    reports: int
+    per_request: int
+    seconds: float
+    reports_per_s: float
+    latency_from: str  # what latency is measured from
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_s: float | None  # of the process that pushed (the service, or the bare loop)
+    peak_rss_mb: float | None  # of the service
+    receiver_cpu_s: float | None = None
+    db_cpu_s: float | None = None  # PostgreSQL server processes, during the measurement
+    ingest_per_s: float | None = None
+    share_of_ceiling: float | None = None
+    target: str = ""
+    verdict: str = "-"  # PASS, FAIL, ERROR or "-" (no target)
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _round(x: float, digits: int = 1) -> float:
+    return x if math.isnan(x) else round(x, digits)
+
+
+class Bench:
+    """Runs scenarios against one working directory, pg server and set of sizes."""
+
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        env: dict[str, str],
+        sizes: Sizes,
+        pg_url: str,
+        session: aiohttp.ClientSession,
+        profiler: Profiler | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.sizes = sizes
+        self.pg_url = pg_url
+        self.session = session
+        self.profiler = profiler
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _procs(self) -> Iterator[Procs]:
+        with Procs(self.workdir, self.env) as procs:
+            yield procs
+
+    @asynccontextmanager
+    async def _service(
+        self, procs: Procs, store: str, name: str
+    ) -> AsyncIterator[tuple[Proc, load.Api]]:
+        """A service on a fresh store of kind ``store``; profiled when asked to."""
+        with fresh_store(store, self.workdir, name, self.pg_url) as url:
+            svc = procs.service(url)
+            try:
+                with self.profiler.attach(svc, f"{name}-{store}") if self.profiler else _nothing():
+                    yield svc, load.Api(self.session, svc.url)
+            finally:
+                # The store goes away with this block: stop the service before it does.
+                procs.stop(*procs.started)
+
+    def _endpoint(self, receiver_url: str, protocol: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "url": receiver_url + "/dlr",
+            "protocol": protocol,
+            "batch_max": self.sizes.batch_max,
+            "max_in_flight": self.sizes.max_in_flight,
+            **fields,
+        }
+
+    async def _arrived(self, rcv: Proc, n: int) -> tuple[dict[str, int], Any]:
+        stats = await load.wait_arrived(self.session, rcv.url, n)
+        times = await load.arrival_times(self.session, rcv.url)
+        return stats, times
+
+    @staticmethod
+    def _db_cpu(store: str) -> float:
+        return postgres_cpu_seconds() if store == "postgres" else 0.0
+
+    # -- without the service ---------------------------------------------------------------
+
+    async def ceiling(self, protocol: str, n: int) -> Result:
+        per_request = self.sizes.batch_max if protocol == "ucloud" else 1
+        bodies = load.render_bodies(protocol, "m", n, per_request)
+        with self._procs() as procs:
+            rcv = procs.timing_receiver(protocol)
+            rcv.mark_cpu()
+            pushed = await load.ceiling_push(
+                protocol, rcv.url + "/dlr", bodies, per_request, self.sizes.max_in_flight
+            )
+            stats, arrived = await self._arrived(rcv, n)
+            rcv_cpu = rcv.cpu_since_mark()
+        seconds = load.last_arrival(arrived, n) - pushed.first
+        lat = load.latency(arrived, pushed.sent, n)
+        return Result(
+            scenario=f"ceiling-{protocol}",
+            store="-",
+            protocol=protocol,
+            reports=n,
+            per_request=per_request,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="POST start",
+            p50_ms=_round(lat.p50_ms, 2),
+            p99_ms=_round(lat.p99_ms, 2),
+            max_ms=_round(lat.max_ms, 2),
+            cpu_s=round(pushed.cpu_s, 2),
+            peak_rss_mb=None,
+            receiver_cpu_s=round(rcv_cpu, 2),
+            extra={"requests": stats["requests"], "failed_requests": pushed.failures},
+        )
+
+    async def naive(self, n: int) -> Result:
+        bodies = load.render_bodies("innopaas", "m", n, 1)
+        with self._procs() as procs:
+            rcv = procs.timing_receiver("innopaas")
+            rcv.mark_cpu()
+            pushed = await asyncio.to_thread(load.naive_push, rcv.port, bodies)
+            stats, arrived = await self._arrived(rcv, n)
+            rcv_cpu = rcv.cpu_since_mark()
+        seconds = load.last_arrival(arrived, n) - pushed.first
+        lat = load.latency(arrived, pushed.sent, n)
+        return Result(
+            scenario="naive",
+            store="-",
+            protocol="innopaas",
+            reports=n,
+            per_request=1,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="POST start",
+            p50_ms=_round(lat.p50_ms, 2),
+            p99_ms=_round(lat.p99_ms, 2),
+            max_ms=_round(lat.max_ms, 2),
+            cpu_s=round(pushed.cpu_s, 2),
+            peak_rss_mb=None,
+            receiver_cpu_s=round(rcv_cpu, 2),
+            note="one blocking http.client POST per report, keep-alive, no store",
+            extra={"requests": stats["requests"], "failed_requests": pushed.failures},
+        )
+
+    # -- through the service ---------------------------------------------------------------
+
+    async def throughput(self, store: str, protocol: str, n: int) -> Result:
+        """Bulk ingest (arrays of 1,000) until the receiver has every report."""
+        with self._procs() as procs:
+            rcv = procs.timing_receiver(protocol)
+            async with self._service(procs, store, protocol) as (svc, api):
+                await api.account("bench")
+                await api.endpoint("bench", **self._endpoint(rcv.url, protocol))
+                await load.ingest_messages(api, "m", "bench", n)
+                db0 = self._db_cpu(store)
+                svc.mark_cpu()
+                rcv.mark_cpu()
+                sent = await load.ingest_reports_bulk(api, "m", n)
+                stats, arrived = await self._arrived(rcv, n)
+                cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
+                db_cpu = self._db_cpu(store) - db0
+                peak = svc.peak_rss_mb()
+        first = sent.first_sent
+        seconds = load.last_arrival(arrived, n) - first
+        lat = load.latency(arrived, sent.acked, n)
+        return Result(
+            scenario=protocol,
+            store=store,
+            protocol=protocol,
+            reports=n,
+            per_request=self.sizes.batch_max if protocol == "ucloud" else 1,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="ingest ack",
+            p50_ms=_round(lat.p50_ms),
+            p99_ms=_round(lat.p99_ms),
+            max_ms=_round(lat.max_ms),
+            cpu_s=round(cpu, 2),
+            peak_rss_mb=round(peak, 1),
+            receiver_cpu_s=round(rcv_cpu, 2),
+            db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
+            ingest_per_s=round(n / (sent.last_acked - first)),
+            extra={
+                "requests": stats["requests"],
+                "duplicates": stats["duplicates"],
+                "min_latency_ms": _round(lat.min_ms, 2),
+            },
+        )
+
+    async def latency(self, store: str, protocol: str = "ucloud") -> Result:
+        """A steady ``rate`` (arrays every 50 ms) for ``latency_s`` seconds."""
+        s = self.sizes
+        n = load.paced_count(s.rate, s.latency_s)
+        with self._procs() as procs:
+            rcv = procs.timing_receiver(protocol)
+            async with self._service(procs, store, "latency") as (svc, api):
+                await api.account("bench")
+                await api.endpoint("bench", **self._endpoint(rcv.url, protocol))
+                await load.ingest_messages(api, "m", "bench", n)
+                db0 = self._db_cpu(store)
+                svc.mark_cpu()
+                rcv.mark_cpu()
+                paced = await load.ingest_reports_paced(api, ["m"], s.rate, s.latency_s)
+                stats, arrived = await self._arrived(rcv, n)
+                cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
+                db_cpu = self._db_cpu(store) - db0
+                peak = svc.peak_rss_mb()
+        sent = paced.sent["m"]
+        seconds = load.last_arrival(arrived, n) - sent.first_sent
+        lat = load.latency(arrived, sent.acked, n)
+        from_sent = load.latency(arrived, sent.sent, n)
+        return Result(
+            scenario="latency",
+            store=store,
+            protocol=protocol,
+            reports=n,
+            per_request=s.batch_max,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="ingest ack",
+            p50_ms=_round(lat.p50_ms),
+            p99_ms=_round(lat.p99_ms),
+            max_ms=_round(lat.max_ms),
+            cpu_s=round(cpu, 2),
+            peak_rss_mb=round(peak, 1),
+            receiver_cpu_s=round(rcv_cpu, 2),
+            db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
+            note=f"paced: {s.rate:g} reports/s as arrays of {round(s.rate * 0.05)} every 50 ms",
+            extra={
+                "requests": stats["requests"],
+                "worst_pacing_lag_ms": round(paced.worst_lag_ms, 1),
+                "min_latency_ms": _round(lat.min_ms, 2),
+                "from_ingest_send": {
+                    "p50_ms": _round(from_sent.p50_ms),
+                    "p99_ms": _round(from_sent.p99_ms),
+                    "max_ms": _round(from_sent.max_ms),
+                },
+            },
+        )
+
+    async def isolation(self, store: str) -> Result:
+        """A healthy ucloud endpoint alone, then beside a hanging and a failing one."""
+        s = self.sizes
+        n = load.paced_count(s.rate, s.isolation_s)
+        with self._procs() as procs:
+            rcv = procs.timing_receiver("ucloud")
+            hang = procs.bundled_receiver("ucloud", "--fail-rate", "1", "--fail-with", "hang")
+            fail = procs.bundled_receiver("ucloud", "--fail-rate", "1")
+            async with self._service(procs, store, "isolation") as (svc, api):
+                for account in ("ok", "hang", "fail"):
+                    await api.account(account)
+                await api.endpoint("ok", **self._endpoint(rcv.url, "ucloud"))
+                for prefix, account in (("a", "ok"), ("b", "ok"), ("h", "hang"), ("f", "fail")):
+                    await load.ingest_messages(api, prefix, account, n)
+                # Alone.
+                paced_alone = await load.ingest_reports_paced(api, ["a"], s.rate, s.isolation_s)
+                _, arrived = await self._arrived(rcv, n)
+                alone = load.latency(arrived, paced_alone.sent["a"].acked, n)
+                async with self.session.delete(rcv.url + "/_received") as resp:
+                    resp.raise_for_status()
+                # With the neighbours.
+                await api.endpoint(
+                    "hang", **self._endpoint(hang.url, "ucloud", timeout_s=s.hang_timeout_s)
+                )
+                await api.endpoint("fail", **self._endpoint(fail.url, "ucloud"))
+                db0 = self._db_cpu(store)
+                svc.mark_cpu()
+                paced = await load.ingest_reports_paced(api, ["b", "h", "f"], s.rate, s.isolation_s)
+                _, arrived = await self._arrived(rcv, n)
+                cpu = svc.cpu_since_mark()
+                db_cpu = self._db_cpu(store) - db0
+                peak = svc.peak_rss_mb()
+                neighbours = {}
+                for name, proc in (("hang", hang), ("fail", fail)):
+                    async with self.session.get(proc.url + "/_stats") as resp:
+                        neighbours[name] = orjson.loads(await resp.read())
+        sent = paced.sent["b"]
+        seconds = load.last_arrival(arrived, n) - sent.first_sent
+        lat = load.latency(arrived, sent.acked, n)
+        ratio = lat.p99_ms / alone.p99_ms if alone.p99_ms > 0 else math.inf
+        return Result(
+            scenario="isolation",
+            store=store,
+            protocol="ucloud",
+            reports=n,
+            per_request=s.batch_max,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="ingest ack",
+            p50_ms=_round(lat.p50_ms),
+            p99_ms=_round(lat.p99_ms),
+            max_ms=_round(lat.max_ms),
+            cpu_s=round(cpu, 2),
+            peak_rss_mb=round(peak, 1),
+            db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
+            note=(
+                f"healthy endpoint at {s.rate:g}/s beside a hanging one (timeout"
+                f" {s.hang_timeout_s:g} s) and a failing one, each at {s.rate:g}/s;"
+                f" alone: p50 {alone.p50_ms:.1f} ms, p99 {alone.p99_ms:.1f} ms"
+            ),
+            extra={
+                "alone": {
+                    "p50_ms": _round(alone.p50_ms),
+                    "p99_ms": _round(alone.p99_ms),
+                    "max_ms": _round(alone.max_ms),
+                },
+                "p99_ratio": round(ratio, 2),
+                "worst_pacing_lag_ms": round(max(paced_alone.worst_lag_ms, paced.worst_lag_ms), 1),
+                "neighbour_receivers": neighbours,
+            },
+        )
+
+    async def backlog(self, store: str, n: int) -> Result:
+        """``n`` reports queued for a disabled endpoint, then drained once it is enabled."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with self._procs() as procs:
+            async with self._service(procs, store, "backlog") as (svc, api):
+                await api.account("bench")
+                ep = await api.endpoint("bench", **self._endpoint(url, "ucloud", enabled=False))
+                await load.ingest_messages(api, "m", "bench", n)
+                sent = await load.ingest_reports_bulk(api, "m", n)
+                ingest_per_s = n / (sent.last_acked - sent.first_sent)
+                rss_queued = svc.peak_rss_mb()
+                rcv = procs.timing_receiver("ucloud", port)
+                db0 = self._db_cpu(store)
+                svc.mark_cpu()
+                rcv.mark_cpu()
+                t_enable = time.monotonic()
+                await api.call("PATCH", f"/v1/endpoints/{ep}", {"enabled": True})
+                stats, arrived = await self._arrived(rcv, n)
+                cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
+                db_cpu = self._db_cpu(store) - db0
+                peak = svc.peak_rss_mb()
+        seconds = load.last_arrival(arrived, n) - t_enable
+        lat = load.latency(arrived, t_enable, n)
+        return Result(
+            scenario="backlog",
+            store=store,
+            protocol="ucloud",
+            reports=n,
+            per_request=self.sizes.batch_max,
+            seconds=round(seconds, 3),
+            reports_per_s=round(n / seconds),
+            latency_from="enable",
+            p50_ms=_round(lat.p50_ms),
+            p99_ms=_round(lat.p99_ms),
+            max_ms=_round(lat.max_ms),
+            cpu_s=round(cpu, 2),
+            peak_rss_mb=round(peak, 1),
+            receiver_cpu_s=round(rcv_cpu, 2),
+            db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
+            ingest_per_s=round(ingest_per_s),
+            note="queued while the endpoint was disabled, then PATCH enabled=true",
+            extra={
+                "requests": stats["requests"],
+                "duplicates": stats["duplicates"],
+                "peak_rss_mb_after_ingest": round(rss_queued, 1),
+            },
+        )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
