@@ -47,6 +47,7 @@ READ_CAP = 64 * 1024
 # Claim items due this close to now, so a timer firing a hair early does not miss them.
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
+SETTLE_LINGER_S = 0.002
 
 
 @dataclass
@@ -123,6 +124,8 @@ class _Settler:
     async def _run(self) -> None:
         while True:
             await self._event.wait()
+            # Let outcomes of pushes finishing together share one transaction.
+            await asyncio.sleep(SETTLE_LINGER_S)
             self._event.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
@@ -159,7 +162,8 @@ class _Runner:
         self.d = dispatcher
         self.ep = endpoint
         self.protocol: Protocol = get_protocol(endpoint.protocol)
-        self.inflight = 0
+        self.inflight = 0  # requests the customer has not answered yet
+        self.unsettled = 0  # answered, outcome not yet committed
         # Every due time this runner knows of (retries it scheduled, work the manager
         # found), so one falling due never hides the next.
         self.due: list[int] = []
@@ -217,7 +221,20 @@ class _Runner:
             # a lone report noticeably.
             await asyncio.sleep(self.d.settings.linger_ms / 1000)
         while not (self.stopped or self.d.stopping):
-            slots = min(ep.max_in_flight - self.inflight, self.d.global_free)
+            # At most max_in_flight requests at the customer, and at most as many again
+            # pushed but not yet recorded: what a killed process can push twice is
+            # bounded by twice the cap, and a store that cannot keep up slows claiming
+            # down instead of piling outcomes up in memory.
+            free = min(
+                ep.max_in_flight - self.inflight,
+                2 * ep.max_in_flight - self.inflight - self.unsettled,
+            )
+            if self.inflight and free < max(1, ep.max_in_flight // 4):
+                # Refill in steps of a quarter of the cap: one claim then serves several
+                # completed pushes instead of one, at the cost of a slot idling for the
+                # length of a push at most.
+                return
+            slots = min(free, self.d.global_free)
             if slots <= 0:
                 if self.inflight < ep.max_in_flight:
                     self.d.waiting.add(self)
@@ -240,33 +257,35 @@ class _Runner:
                 return
 
     async def _send(self, items: Sequence[PushItem]) -> None:
-        settled = False
+        recorded: list[asyncio.Future[None]] = []
         try:
             ep = self.ep
             now = self.d.now_ms()
-            recorded = []
             for request in self.protocol.render(items, ep, self.d.catalogue, now):
                 settlements = await self._push(ep, request)
                 recorded.append(self.d.settler.add(settlements))
                 for s in settlements:
                     if s.next_attempt_ms is not None:
                         self.note_due(s.next_attempt_ms)
-            settled = True
-            # The slot stays taken until the outcome is committed: what a killed process
-            # can push twice is then bounded by its in-flight cap, and a store that
-            # cannot keep up slows claiming down instead of piling outcomes up in memory.
-            await asyncio.gather(*recorded)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("endpoint %s: push crashed; the deliveries will be retried", self.ep.id)
         finally:
-            if not settled:
+            if not recorded:
                 self.d.release_later([i.delivery_id for i in items])
+            # The customer's slot is free as soon as its answer is in; the outcome
+            # still counts against the endpoint until it is committed (see _fill).
             self.inflight -= 1
+            self.unsettled += 1
             self.d.global_free += 1
             self.kick()
             self.d.kick_waiting()
+        try:
+            await asyncio.gather(*recorded)
+        finally:
+            self.unsettled -= 1
+            self.kick()
 
     async def _push(self, ep: Endpoint, request: PushRequest) -> list[Settlement]:
         started_ms = self.d.now_ms()

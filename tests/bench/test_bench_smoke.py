@@ -1,0 +1,103 @@
+"""Smoke test of the benchmark harness: ``python -m bench --quick`` runs and writes its table.
+
+The harness runs as a user runs it, in its own process group, so anything it fails to
+stop can be seen (and killed). Only the shape of the output is checked: every scenario
+has figures and the command line is recorded. Timing assertions belong to the benchmark
+itself, never to a test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import PG_SKIP
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 150
+PER_STORE = ("ucloud", "innopaas", "latency", "isolation", "backlog")
+STORELESS = ("ceiling-ucloud", "ceiling-innopaas", "naive")
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLRPUSH_")}
+    env["TMPDIR"] = str(tmp_path)  # the harness's working directory lands here
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        env=env,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, _ = popen.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(popen.pid, signal.SIGKILL)
+        out, _ = popen.communicate()
+    leftovers = True
+    try:
+        os.killpg(popen.pid, 0)
+    except ProcessLookupError:
+        leftovers = False
+    if leftovers:
+        os.killpg(popen.pid, signal.SIGKILL)
+    assert not timed_out, f"harness still running after {TIMEOUT_S} s:\n{out}"
+    assert not leftovers, f"the harness left processes running:\n{out}"
+    return popen.returncode, out
+
+
+def test_quick_run_writes_markdown_and_json_with_figures_for_every_scenario(
+    tmp_path: Path,
+) -> None:
+    md, js = tmp_path / "out" / "bench.md", tmp_path / "out" / "bench.json"
+    args = ("--quick", "--json", str(js), "--md", str(md))
+    code, out = _run(tmp_path, *args)
+
+    assert code == 0, out
+    assert md.is_file() and js.is_file(), out
+    doc: dict[str, Any] = orjson.loads(js.read_bytes())
+    command = "python -m bench " + " ".join(args)
+    assert doc["command"] == command
+    assert doc["argv"] == list(args)
+    text = md.read_text()
+    assert f"`{command}`" in text
+    machine = doc["machine"]
+    assert machine["cores"] >= 1 and machine["python"].startswith("3.")
+    assert doc["date"]
+
+    stores = ["sqlite"] if PG_SKIP else ["sqlite", "postgres"]
+    if PG_SKIP:
+        assert doc["skipped"], "PostgreSQL unavailable but not reported as skipped"
+    expected = {(s, "-") for s in STORELESS} | {(s, st) for s in PER_STORE for st in stores}
+    results = doc["results"]
+    assert {(r["scenario"], r["store"]) for r in results} == expected
+    for r in results:
+        where = f"{r['scenario']} ({r['store']}): {r}"
+        assert r["verdict"] != "ERROR", where
+        assert r["reports"] > 0, where
+        assert r["reports_per_s"] is not None and r["reports_per_s"] > 0, where
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            assert isinstance(r[key], int | float), where
+        assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], where
+        assert f"| {r['scenario']} | {r['store']} |" in text
+        if r["store"] != "-":
+            assert r["cpu_s"] is not None and r["cpu_s"] > 0, where
+            assert r["peak_rss_mb"] is not None and r["peak_rss_mb"] > 0, where
+        if r["scenario"] in ("ucloud", "innopaas", "latency", "isolation", "backlog"):
+            assert r["target"] and r["verdict"] in ("PASS", "FAIL"), where
+    # The working directory (logs, SQLite files) is removed after a clean run.
+    assert not list(tmp_path.glob("dlrpush-bench-*")), out
