@@ -185,7 +185,7 @@ def paced_count(rate: float, seconds: float, tick_s: float = 0.05) -> int:
 
 
 async def wait_arrived(
-    session: aiohttp.ClientSession, receiver_url: str, n: int, stall_s: float = 120.0
+    session: aiohttp.ClientSession, receiver_url: str, n: int, stall_s: float = 60.0
 ) -> dict[str, int]:
     """Poll the timing receiver until ``n`` distinct reports arrived; fail if stuck."""
     last = -1

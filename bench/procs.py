@@ -9,9 +9,11 @@ happened (SIGTERM, then SIGKILL), reading a process's CPU seconds and peak RSS f
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -73,7 +75,7 @@ def free_port() -> int:
         return port
 
 
-@dataclass
+@dataclass(eq=False)
 class Proc:
     """One started process: its port once ready, and where its output goes."""
 
@@ -81,6 +83,7 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     port: int = 0
+    ready_at: float = 0.0  # time.monotonic() when its ready line was seen
     _cpu_mark: float = field(default=0.0, repr=False)
 
     @property
@@ -106,6 +109,21 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+
+# Every started process not yet stopped: the last line of defence (atexit) when a run
+# dies in a way that skipped the ``with`` blocks.
+_LIVE: set[Proc] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(5)
+    _LIVE.clear()
 
 
 class Procs:
@@ -147,6 +165,7 @@ class Procs:
             )
         proc = Proc(name, popen, log)
         self.started.append(proc)
+        _LIVE.add(proc)
         if not ready:
             return proc
         deadline = time.monotonic() + timeout_s
@@ -154,23 +173,23 @@ class Procs:
             m = READY.search(log.read_text(errors="replace"))
             if m:
                 proc.port = int(m.group(1))
+                proc.ready_at = time.monotonic()
                 return proc
             if popen.poll() is not None:
                 break
             time.sleep(0.02)
+        code = popen.poll()
         self.stop(proc)
         tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{name} did not become ready: {argv}\n{tail}")
+        how = f"exited with {code}" if code is not None else f"not ready after {timeout_s:g} s"
+        raise RuntimeError(f"{name} {how}: {shlex.join(argv)}\n{tail}")
 
-    def service(self, store_url: str, extra_env: dict[str, str] | None = None) -> Proc:
+    def service(self, store_url: str, *, dispatch: bool = True) -> Proc:
+        """``dlrpush serve`` on ``store_url``; with ``dispatch=False`` the API only."""
         argv = [sys.executable, "-m", "dlrpush", "serve", "--port", "0", "--store", store_url]
-        if extra_env:
-            saved, self.env = self.env, {**self.env, **extra_env}
-            try:
-                return self.start("service", argv)
-            finally:
-                self.env = saved
-        return self.start("service", argv)
+        if not dispatch:
+            argv.append("--no-dispatch")
+        return self.start("service" if dispatch else "api-only", argv)
 
     def timing_receiver(self, protocol: str, port: int = 0) -> Proc:
         argv = [sys.executable, "-m", "bench.timing_receiver", "--protocol", protocol]
@@ -197,6 +216,7 @@ class Procs:
                 p.popen.wait(5)
             if p in self.started:
                 self.started.remove(p)
+            _LIVE.discard(p)
 
     def stop_all(self) -> None:
         self.stop(*reversed(self.started))
