@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from dlrpush import retry
 from dlrpush.catalogue import Catalogue
@@ -35,7 +36,13 @@ from dlrpush.models import (
     Settlement,
     Verdict,
 )
-from dlrpush.netguard import BlockedDestination, GuardedResolver, address_allowed, literal_address
+from dlrpush.netguard import (
+    BlockedDestination,
+    GuardedResolver,
+    Network,
+    address_allowed,
+    literal_address,
+)
 from dlrpush.protocols import Protocol, get_protocol
 from dlrpush.settings import Settings
 from dlrpush.store.base import Store
@@ -93,6 +100,24 @@ def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
         return AttemptOutcome.TIMEOUT, "no answer within the timeout"
     text = str(exc) or type(exc).__name__
     return AttemptOutcome.CONNECT_ERROR, f"{type(exc).__name__}: {text}"[:SNIPPET_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A callback URL parsed once: pushes to it reuse the parsed form."""
+
+    url: yarl.URL
+    blocked: str  # why the destination is refused, or ""
+
+    @classmethod
+    def of(cls, url: str, allow: Sequence[Network]) -> _Target:
+        parsed = yarl.URL(url)
+        literal = literal_address(parsed.host or "")
+        # Names are checked by the resolver at connect time; literal addresses never
+        # reach it, so they are checked here.
+        if literal is not None and not address_allowed(literal, allow):
+            return cls(parsed, f"{literal} is not an allowed callback destination")
+        return cls(parsed, "")
 
 
 class _Settler:
@@ -363,7 +388,13 @@ class Dispatcher:
         self._listener: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._to_release: list[int] = []
+        self._targets: dict[str, _Target] = {}
         self.settler = _Settler(store, self.now_ms)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _timeout(total_s: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total_s)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -437,18 +468,17 @@ class Dispatcher:
     ) -> tuple[int | None, Verdict, str]:
         """One POST; never raises for anything the network or the receiver does."""
         assert self._session is not None
-        host = urlsplit(ep.url).hostname or ""
-        literal = literal_address(host)
-        # Names are checked by the resolver; literal addresses never reach it.
-        if literal is not None and not address_allowed(literal, self.settings.callback_allow):
-            reason = f"{literal} is not an allowed callback destination"
-            return None, Verdict(False, AttemptOutcome.BLOCKED, reason), reason
+        target = self._targets.get(ep.url)
+        if target is None:
+            target = self._targets[ep.url] = _Target.of(ep.url, self.settings.callback_allow)
+        if target.blocked:
+            return None, Verdict(False, AttemptOutcome.BLOCKED, target.blocked), target.blocked
         try:
             async with self._session.post(
-                ep.url,
+                target.url,
                 data=request.body,
                 headers={"Content-Type": request.content_type},
-                timeout=aiohttp.ClientTimeout(total=ep.timeout_s),
+                timeout=self._timeout(ep.timeout_s),
                 allow_redirects=False,
             ) as resp:
                 body = await _read_capped(resp, READ_CAP)
