@@ -32,10 +32,8 @@ from dlrpush.models import (
     Account,
     ApiKey,
     AttemptOutcome,
-    Credentials,
     DeliveryState,
     Endpoint,
-    Enrichment,
     IncomingReport,
     Message,
     PushItem,
@@ -53,6 +51,13 @@ from dlrpush.store.base import (
     ReportView,
 )
 from dlrpush.store.migrations import load_fresh_schema, load_migrations
+from dlrpush.store.rows import (
+    Dialect,
+    endpoint_from_row,
+    push_item_from_row,
+    replay_filter,
+    report_filter,
+)
 
 log = logging.getLogger("dlrpush.store.postgres")
 
@@ -247,26 +252,16 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
+_DIALECT = Dialect(
+    placeholder="%s",
+    msgid_in="r.msgid = ANY(%b::text[])",
+    msgid_list=lambda msgids: [_text(m) for m in msgids],
+    text=_text,
+)
+
+
 def _opt_text(value: str | None) -> str | None:
     return None if value is None else _text(value)
-
-
-def _endpoint_from_row(row: Sequence[Any]) -> Endpoint:
-    return Endpoint(
-        id=row[0],
-        account_id=row[1],
-        url=row[2],
-        protocol=row[3],
-        credentials=Credentials(receiver=row[4], pswd=row[5]),
-        batch_max=row[6],
-        retry_schedule_s=tuple(float(x) for x in row[7]),
-        timeout_s=row[8],
-        max_in_flight=row[9],
-        enabled=bool(row[10]),
-        description_lang=row[11],
-        success_body_contains=row[12],
-        created_ms=row[13],
-    )
 
 
 def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
@@ -284,33 +279,6 @@ def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
         ep.description_lang,
         _opt_text(ep.success_body_contains),
         ep.created_ms,
-    )
-
-
-def _push_item_from_row(row: Sequence[Any]) -> PushItem:
-    return PushItem(
-        delivery_id=row[0],
-        report_id=row[1],
-        msgid=row[2],
-        phone=row[3],
-        segments=row[4],
-        status=row[5],
-        description=row[6],
-        report_time_ms=row[7],
-        uid=row[8],
-        batch_seq=row[9],
-        request_time_ms=row[10],
-        unit_price=row[11],
-        currency=row[12],
-        access_number=row[13],
-        enrichment=Enrichment(
-            country_number=row[14],
-            region_code=row[15],
-            mno_name=row[16],
-            mcc=row[17],
-            mnc=row[18],
-        ),
-        tries=row[19],
     )
 
 
@@ -619,7 +587,7 @@ class PostgresStore:
                 (endpoint_id,),
             )
             row = await cur.fetchone()
-        return _endpoint_from_row(row) if row else None
+        return endpoint_from_row(row, row[7]) if row else None
 
     async def list_endpoints(
         self, account_id: str | None = None, *, enabled_only: bool = False
@@ -634,7 +602,7 @@ class PostgresStore:
         async with self._conn() as conn:
             cur = await conn.execute(sql + " ORDER BY id", params)
             rows = await cur.fetchall()
-        return [_endpoint_from_row(r) for r in rows]
+        return [endpoint_from_row(r, r[7]) for r in rows]
 
     async def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
         async with self._conn() as conn:
@@ -785,7 +753,7 @@ class PostgresStore:
                 {"ep": endpoint_id, "now": now_ms, "limit": limit, "lease": now_ms + lease_ms},
             )
             rows = await cur.fetchall()
-        return [_push_item_from_row(r) for r in rows]
+        return [push_item_from_row(r) for r in rows]
 
     async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
         if not settlements:
@@ -894,7 +862,7 @@ class PostgresStore:
     # -- reading and operating --------------------------------------------------------
 
     async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page:
-        where, params = _report_where(flt)
+        where, params = report_filter(flt, _DIALECT)
         if cursor is not None:
             where.append("r.id > %s")
             params.append(int(cursor))
@@ -931,7 +899,7 @@ class PostgresStore:
         ]
 
     async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
-        where, params = _replay_where(flt)
+        where, params = replay_filter(flt, _DIALECT)
         # A delivery being pushed right now settles by itself; resetting it would push
         # it twice at once.
         where.append("d.lease_until_ms <= %s")
@@ -1036,53 +1004,3 @@ class PostgresStore:
         """Sleep, but wake at once when the store is closed."""
         with suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
-
-
-def _report_where(flt: ReportFilter) -> tuple[list[str], list[object]]:
-    where: list[str] = []
-    params: list[object] = []
-    if flt.account is not None:
-        where.append("r.account_id = %s")
-        params.append(_text(flt.account))
-    if flt.msgid is not None:
-        where.append("r.msgid = %s")
-        params.append(_text(flt.msgid))
-    if flt.state is not None:
-        where.append("r.state = %s")
-        params.append(flt.state.value)
-    if flt.since_ms is not None:
-        where.append("r.received_ms >= %s")
-        params.append(flt.since_ms)
-    if flt.until_ms is not None:
-        where.append("r.received_ms < %s")
-        params.append(flt.until_ms)
-    return where, params
-
-
-def _replay_where(flt: ReplayFilter) -> tuple[list[str], list[object]]:
-    where: list[str] = ["true"]
-    params: list[object] = []
-    state = flt.state
-    if state is None and flt.msgids is None:
-        state = ReportState.FAILED
-    if state is not None:
-        # A delivery's own state decides, so a report delivered to one endpoint and failed
-        # at another replays only the failed one.
-        where.append("d.state = %s")
-        params.append(state.value if state is not ReportState.PENDING else "pending")
-    if flt.account is not None:
-        where.append("r.account_id = %s")
-        params.append(_text(flt.account))
-    if flt.endpoint is not None:
-        where.append("d.endpoint_id = %s")
-        params.append(flt.endpoint)
-    if flt.since_ms is not None:
-        where.append("r.received_ms >= %s")
-        params.append(flt.since_ms)
-    if flt.until_ms is not None:
-        where.append("r.received_ms < %s")
-        params.append(flt.until_ms)
-    if flt.msgids is not None:
-        where.append("r.msgid = ANY(%b::text[])")
-        params.append([_text(m) for m in flt.msgids])
-    return where, params

@@ -26,10 +26,8 @@ from dlrpush.models import (
     Account,
     ApiKey,
     AttemptOutcome,
-    Credentials,
     DeliveryState,
     Endpoint,
-    Enrichment,
     IncomingReport,
     Message,
     PushItem,
@@ -47,6 +45,13 @@ from dlrpush.store.base import (
     ReportView,
 )
 from dlrpush.store.migrations import load_fresh_schema, load_migrations
+from dlrpush.store.rows import (
+    Dialect,
+    endpoint_from_row,
+    push_item_from_row,
+    replay_filter,
+    report_filter,
+)
 
 T = TypeVar("T")
 
@@ -80,53 +85,15 @@ WHERE id = ?
 """
 
 
-def _endpoint_from_row(row: Sequence[Any]) -> Endpoint:
-    return Endpoint(
-        id=row[0],
-        account_id=row[1],
-        url=row[2],
-        protocol=row[3],
-        credentials=Credentials(receiver=row[4], pswd=row[5]),
-        batch_max=row[6],
-        retry_schedule_s=tuple(float(x) for x in orjson.loads(row[7])),
-        timeout_s=row[8],
-        max_in_flight=row[9],
-        enabled=bool(row[10]),
-        description_lang=row[11],
-        success_body_contains=row[12],
-        created_ms=row[13],
-    )
-
-
-def _push_item_from_row(row: Sequence[Any]) -> PushItem:
-    return PushItem(
-        delivery_id=row[0],
-        report_id=row[1],
-        msgid=row[2],
-        phone=row[3],
-        segments=row[4],
-        status=row[5],
-        description=row[6],
-        report_time_ms=row[7],
-        uid=row[8],
-        batch_seq=row[9],
-        request_time_ms=row[10],
-        unit_price=row[11],
-        currency=row[12],
-        access_number=row[13],
-        enrichment=Enrichment(
-            country_number=row[14],
-            region_code=row[15],
-            mno_name=row[16],
-            mcc=row[17],
-            mnc=row[18],
-        ),
-        tries=row[19],
-    )
-
-
 def _json_ids(ids: Iterable[object]) -> str:
     return orjson.dumps(list(ids)).decode()
+
+
+_DIALECT = Dialect(
+    placeholder="?",
+    msgid_in="r.msgid IN (SELECT value FROM json_each(?))",
+    msgid_list=_json_ids,
+)
 
 
 class SqliteStore:
@@ -383,7 +350,7 @@ class SqliteStore:
                 f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE id = ? AND deleted_ms IS NULL",
                 (endpoint_id,),
             ).fetchone()
-            return _endpoint_from_row(row) if row else None
+            return endpoint_from_row(row, orjson.loads(row[7])) if row else None
 
         return await self._run(_do)
 
@@ -398,7 +365,10 @@ class SqliteStore:
                 params.append(account_id)
             if enabled_only:
                 sql += " AND enabled = 1"
-            return [_endpoint_from_row(r) for r in self.conn.execute(sql + " ORDER BY id", params)]
+            return [
+                endpoint_from_row(r, orjson.loads(r[7]))
+                for r in self.conn.execute(sql + " ORDER BY id", params)
+            ]
 
         return await self._run(_do)
 
@@ -585,7 +555,7 @@ class SqliteStore:
                     " WHERE id IN (SELECT value FROM json_each(?))",
                     (now_ms + lease_ms, _json_ids(r[0] for r in rows)),
                 )
-            return [_push_item_from_row(r) for r in rows]
+            return [push_item_from_row(r) for r in rows]
 
         return await self._run(self._bookkeeping, _do)
 
@@ -715,11 +685,11 @@ class SqliteStore:
 
     async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page:
         def _do() -> Page:
-            where, params = _report_where(flt)
+            where, params = report_filter(flt, _DIALECT)
             if cursor is not None:
-                where.append("id > ?")
+                where.append("r.id > ?")
                 params.append(int(cursor))
-            sql = f"SELECT {self._REPORT_COLS} FROM reports"
+            sql = f"SELECT {self._REPORT_COLS} FROM reports r"
             if where:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY id LIMIT ?"
@@ -755,7 +725,7 @@ class SqliteStore:
 
     async def replay(self, flt: ReplayFilter, now_ms: int) -> ReplayResult:
         def _do(c: sqlite3.Connection) -> ReplayResult:
-            where, params = _replay_where(flt)
+            where, params = replay_filter(flt, _DIALECT)
             # A delivery being pushed right now settles by itself; resetting it would
             # push it twice at once.
             where.append("d.lease_until_ms <= ?")
@@ -810,53 +780,3 @@ def _endpoint_params(ep: Endpoint) -> tuple[object, ...]:
         ep.success_body_contains,
         ep.created_ms,
     )
-
-
-def _report_where(flt: ReportFilter) -> tuple[list[str], list[object]]:
-    where: list[str] = []
-    params: list[object] = []
-    if flt.account is not None:
-        where.append("account_id = ?")
-        params.append(flt.account)
-    if flt.msgid is not None:
-        where.append("msgid = ?")
-        params.append(flt.msgid)
-    if flt.state is not None:
-        where.append("state = ?")
-        params.append(flt.state.value)
-    if flt.since_ms is not None:
-        where.append("received_ms >= ?")
-        params.append(flt.since_ms)
-    if flt.until_ms is not None:
-        where.append("received_ms < ?")
-        params.append(flt.until_ms)
-    return where, params
-
-
-def _replay_where(flt: ReplayFilter) -> tuple[list[str], list[object]]:
-    where: list[str] = ["1 = 1"]
-    params: list[object] = []
-    state = flt.state
-    if state is None and flt.msgids is None:
-        state = ReportState.FAILED
-    if state is not None:
-        # A delivery's own state decides, so a report delivered to one endpoint and failed
-        # at another replays only the failed one.
-        where.append("d.state = ?")
-        params.append(state.value if state is not ReportState.PENDING else "pending")
-    if flt.account is not None:
-        where.append("r.account_id = ?")
-        params.append(flt.account)
-    if flt.endpoint is not None:
-        where.append("d.endpoint_id = ?")
-        params.append(flt.endpoint)
-    if flt.since_ms is not None:
-        where.append("r.received_ms >= ?")
-        params.append(flt.since_ms)
-    if flt.until_ms is not None:
-        where.append("r.received_ms < ?")
-        params.append(flt.until_ms)
-    if flt.msgids is not None:
-        where.append("r.msgid IN (SELECT value FROM json_each(?))")
-        params.append(_json_ids(flt.msgids))
-    return where, params
