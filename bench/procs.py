@@ -247,11 +247,14 @@ def pg_available(url: str) -> str | None:
 
 
 def pg_version(url: str) -> str:
+    """The server's version and whether autovacuum (which also keeps the planner's
+    statistics fresh) is on: both change the PostgreSQL figures."""
     import psycopg
 
     with psycopg.connect(url, connect_timeout=3) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
+        version = conn.execute("SHOW server_version").fetchone()
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()
+    return f"{version[0] if version else '?'}, autovacuum {autovacuum[0] if autovacuum else '?'}"
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,15 +113,19 @@ class Bench:
     async def _service(
         self, procs: Procs, store: str, name: str
     ) -> AsyncIterator[tuple[Proc, load.Api]]:
-        """A service on a fresh store of kind ``store``; profiled when asked to."""
+        """A service on a fresh store of kind ``store``."""
         with fresh_store(store, self.workdir, name, self.pg_url) as url:
             svc = procs.service(url)
             try:
-                with self.profiler.attach(svc, f"{name}-{store}") if self.profiler else _nothing():
-                    yield svc, load.Api(self.session, svc.url)
+                yield svc, load.Api(self.session, svc.url)
             finally:
                 # The store goes away with this block: stop the service before it does.
                 procs.stop(*procs.started)
+
+    def _profiled(self, svc: Proc, name: str) -> AbstractContextManager[None]:
+        """Profile ``svc`` for the block when ``--profile`` was given (the measured part
+        only: set-up such as ingesting submission records is left out)."""
+        return self.profiler.attach(svc, name) if self.profiler else nullcontext()
 
     def _endpoint(self, receiver_url: str, protocol: str, **fields: Any) -> dict[str, Any]:
         return {
@@ -216,8 +220,9 @@ class Bench:
                 db0 = self._db_cpu(store)
                 svc.mark_cpu()
                 rcv.mark_cpu()
-                sent = await load.ingest_reports_bulk(api, "m", n)
-                stats, arrived = await self._arrived(rcv, n)
+                with self._profiled(svc, f"{protocol}-{store}"):
+                    sent = await load.ingest_reports_bulk(api, "m", n)
+                    stats, arrived = await self._arrived(rcv, n)
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
@@ -261,8 +266,9 @@ class Bench:
                 db0 = self._db_cpu(store)
                 svc.mark_cpu()
                 rcv.mark_cpu()
-                paced = await load.ingest_reports_paced(api, ["m"], s.rate, s.latency_s)
-                stats, arrived = await self._arrived(rcv, n)
+                with self._profiled(svc, f"latency-{store}"):
+                    paced = await load.ingest_reports_paced(api, ["m"], s.rate, s.latency_s)
+                    stats, arrived = await self._arrived(rcv, n)
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
@@ -326,8 +332,11 @@ class Bench:
                 await api.endpoint("fail", **self._endpoint(fail.url, "ucloud"))
                 db0 = self._db_cpu(store)
                 svc.mark_cpu()
-                paced = await load.ingest_reports_paced(api, ["b", "h", "f"], s.rate, s.isolation_s)
-                _, arrived = await self._arrived(rcv, n)
+                with self._profiled(svc, f"isolation-{store}"):
+                    paced = await load.ingest_reports_paced(
+                        api, ["b", "h", "f"], s.rate, s.isolation_s
+                    )
+                    _, arrived = await self._arrived(rcv, n)
                 cpu = svc.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
@@ -402,10 +411,7 @@ class Bench:
             launched = time.monotonic()
             svc = procs.service(url)
             svc.mark_cpu()  # start-up CPU (imports, opening the store) is left out
-            profiling = (
-                self.profiler.attach(svc, f"backlog-{store}") if self.profiler else _nothing()
-            )
-            with profiling:
+            with self._profiled(svc, f"backlog-{store}"):
                 stats, arrived = await self._arrived(rcv, n)
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
@@ -445,8 +451,3 @@ class Bench:
                 "start_to_ready_s": round(svc.ready_at - launched, 2),
             },
         )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

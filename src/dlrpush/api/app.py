@@ -276,18 +276,9 @@ def create_app(
         return error_response(503, "the store is unavailable; nothing was stored; retry later")
 
     async def read_json(request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            raise _TooLarge(f"body over {settings.max_body_bytes} bytes")
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_body_bytes:
-                raise _TooLarge(f"body over {settings.max_body_bytes} bytes")
-            chunks.append(chunk)
+        # BodyLimit has already bounded the size.
         try:
-            return orjson.loads(b"".join(chunks))
+            return orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"body is not valid JSON: {exc}", "body") from None
 
