@@ -386,6 +386,7 @@ class Dispatcher:
         self._manage_event = asyncio.Event()
         self._manager: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._to_release: list[int] = []
         self._targets: dict[str, _Target] = {}
@@ -516,6 +517,9 @@ class Dispatcher:
                     runner = self.runners.get(ep_id)
                     if runner is not None:
                         runner.note_due(due)
+                if self._housekeeping is None or self._housekeeping.done():
+                    # In the background: a vacuum must not delay finding due work.
+                    self._housekeeping = asyncio.create_task(self._upkeep(now))
                 expired = await self.store.expire_held(now)
                 if expired:
                     log.info("%d held reports passed the window and are now unmatched", expired)
@@ -526,6 +530,12 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._manage_event.wait(), self.settings.poll_interval_s)
 
+    async def _upkeep(self, now: int) -> None:
+        try:
+            await self.store.housekeeping(now)
+        except Exception as exc:
+            log.warning("store housekeeping failed: %s", exc)
+
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop claiming, let in-flight pushes finish (up to ``grace_s``), record them."""
         self.stopping = True
@@ -535,9 +545,10 @@ class Dispatcher:
         await asyncio.gather(*(r.task for r in self.runners.values()), return_exceptions=True)
         if self._manager is not None:
             await asyncio.gather(self._manager, return_exceptions=True)
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        for task in (self._listener, self._housekeeping):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             _, still = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in still:

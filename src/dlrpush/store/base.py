@@ -123,6 +123,9 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` when the store does not answer."""
 
+    async def housekeeping(self, now_ms: int) -> None:
+        """Periodic upkeep the backend needs (the dispatcher calls it on every poll)."""
+
     # accounts and endpoints
     async def create_account(self, account: Account) -> Account:
         """Raise ``Conflict`` when the id exists."""

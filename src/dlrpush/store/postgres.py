@@ -70,6 +70,7 @@ _NOTIFY_MAX_CHARS = 7000
 # _LISTEN_PING_S, sends a query so a dead TCP connection is found without waiting for
 # the kernel's keepalive (two hours by default).
 _LISTEN_POLL_S = 0.5
+_VACUUM_EVERY_MS = 10_000
 _LISTEN_PING_S = 30.0
 _RECONNECT_MIN_S = 0.2
 _RECONNECT_MAX_S = 10.0
@@ -130,14 +131,19 @@ SELECT id FROM reports WHERE id = ANY(%b::bigint[]) ORDER BY id FOR NO KEY UPDAT
 """
 
 # A report's state is the least advanced of its deliveries.
+# The state comes from a LATERAL aggregate, one index probe per report. Written as
+# EXISTS subqueries, the planner may turn them into hashed subplans that read every
+# pending delivery on each settle (measured: 200 ms instead of 5 ms per 100 reports
+# when the statistics are stale, as they are with autovacuum off).
 _REPORT_STATE_SQL = """
-UPDATE reports r SET attempts = r.attempts + s.n, state = CASE
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id
-                 AND d.state = 'pending') THEN 'pending'
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id
-                 AND d.state = 'failed') THEN 'failed'
-    ELSE 'delivered' END
+UPDATE reports r SET attempts = r.attempts + s.n, state = agg.state
 FROM unnest(%b::bigint[], %b::integer[]) AS s(id, n)
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN bool_or(d.state = 'pending') THEN 'pending'
+                WHEN bool_or(d.state = 'failed') THEN 'failed'
+                ELSE 'delivered' END AS state
+    FROM deliveries d WHERE d.report_id = s.id
+) AS agg
 WHERE r.id = s.id
 """
 
@@ -344,6 +350,8 @@ class PostgresStore:
     ) -> None:
         self._url = url
         self._pool_max = max(1, pool_max)
+        self._vacuumed_ms = 0
+        self._autovacuum: bool | None = None
         self._connect_timeout_s = connect_timeout_s
         self._from_snapshot = install_from_snapshot
         self._pool: AsyncConnectionPool[Conn] | None = None
@@ -442,6 +450,44 @@ class PostgresStore:
     async def ping(self) -> None:
         async with self._conn() as conn:
             await conn.execute("SELECT 1")
+
+    async def housekeeping(self, now_ms: int) -> None:
+        """Vacuum the hot tables ourselves when the server's autovacuum is off.
+
+        Every claim and settle leaves a dead row version in ``deliveries``; without
+        vacuuming, claims wade through ever more of them and slow down without bound.
+        One process at a time (an advisory lock), at most every ``_VACUUM_EVERY_MS``.
+        """
+        if now_ms - self._vacuumed_ms < _VACUUM_EVERY_MS:
+            return
+        self._vacuumed_ms = now_ms
+        async with self._conn() as conn:
+            if self._autovacuum is None:
+                cur = await conn.execute("SELECT current_setting('autovacuum')::boolean")
+                row = await cur.fetchone()
+                self._autovacuum = bool(row and row[0])
+                if not self._autovacuum:
+                    log.warning(
+                        "PostgreSQL's autovacuum is off: dlrpush vacuums its own tables"
+                        " every %d s; turn autovacuum on in production",
+                        _VACUUM_EVERY_MS // 1000,
+                    )
+            if self._autovacuum:
+                return
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext('dlrpush.vacuum.' || current_schema()))"
+            )
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                return
+            try:
+                for table in ("deliveries", "reports", "api_keys", "endpoints"):
+                    await conn.execute(f"VACUUM (ANALYZE) {table}")
+            finally:
+                if not conn.closed:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtext('dlrpush.vacuum.' || current_schema()))"
+                    )
 
     async def _migrate(self) -> None:
         async with self._conn() as conn:

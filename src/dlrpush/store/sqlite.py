@@ -238,6 +238,9 @@ class SqliteStore:
         await self._run(_close)
         self._executor.shutdown(wait=True)
 
+    async def housekeeping(self, now_ms: int) -> None:
+        """Nothing to do: SQLite reuses freed pages by itself."""
+
     async def ping(self) -> None:
         await self._run(lambda: self.conn.execute("SELECT 1").fetchone())
 
