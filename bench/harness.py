@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -24,6 +23,7 @@ import traceback
 from collections.abc import Awaitable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import aiohttp
 
@@ -155,8 +155,42 @@ def _error(scenario: str, store: str, protocol: str, exc: BaseException) -> Resu
     )
 
 
-async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str]]:
-    sizes = sizes_from(args)
+class Run:
+    """One run's results so far, and where and how they are written."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.argv = argv
+        self.command = shlex.join(["python", "-m", "bench", *argv])
+        self.date = dt.datetime.now(dt.UTC)
+        self.facts = machine_facts(args.pg_url if "postgres" in args.stores else None)
+        self.sizes = sizes_from(args)
+        self.results: list[Result] = []
+        self.skipped: list[str] = []
+
+    def write(self) -> str:
+        """Judge what is there and write both files (after every scenario, so an
+        interrupted run still leaves its figures); returns the markdown."""
+        judge(self.results)
+        common: dict[str, Any] = {
+            "command": self.command,
+            "date": self.date,
+            "facts": self.facts,
+            "sizes": self.sizes,
+            "skipped": self.skipped,
+        }
+        md = markdown(self.results, **common)
+        doc = as_json(self.results, argv=self.argv, **common)
+        for path, data in ((self.args.md, md.encode()), (self.args.json, doc)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return md
+
+
+async def run(state: Run, workdir: Path) -> None:
+    args = state.args
+    results, skipped = state.results, state.skipped
+    sizes = state.sizes
     chosen = set(args.only or SCENARIOS)
     if chosen & {"ucloud", "backlog"}:
         chosen.add("ceiling-ucloud")
@@ -165,7 +199,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], li
     if "ceiling" in chosen:
         chosen |= {"ceiling-ucloud", "ceiling-innopaas"}
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    skipped: list[str] = []
     for s in stores:
         if s not in STORES:
             raise SystemExit(f"--stores: unknown store {s!r}; known: {', '.join(STORES)}")
@@ -176,7 +209,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], li
             skipped.append(f"PostgreSQL runs: {why}")
             print(f"skipping PostgreSQL: {why}", file=sys.stderr)
     profiler = Profiler(args.profile) if args.profile else None
-    results: list[Result] = []
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         bench = Bench(
@@ -197,6 +229,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], li
                 traceback.print_exc()
                 result = _error(scenario, store, protocol, exc)
             results.append(result)
+            state.write()
             print(
                 f"  {label}: {result.reports_per_s:,.0f} reports/s, p99 {result.p99_ms:.1f} ms"
                 if result.verdict != "ERROR"
@@ -237,8 +270,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], li
                 await step("isolation", store, "ucloud", bench.isolation(store))
             if "backlog" in chosen:
                 await step("backlog", store, "ucloud", bench.backlog(store, sizes.backlog))
-    judge(results)
-    return results, skipped
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -249,31 +280,23 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    command = shlex.join(["python", "-m", "bench", *argv])
-    date = dt.datetime.now(dt.UTC)
-    facts = machine_facts(args.pg_url if "postgres" in args.stores else None)
+    state = Run(parse_args(argv), argv)
     workdir = Path(tempfile.mkdtemp(prefix="dlrpush-bench-"))
     signal.signal(signal.SIGTERM, _terminate)
-    ok = False
+    ok = interrupted = False
     try:
-        results, skipped = asyncio.run(run(args, workdir))
-        ok = all(r.verdict != "ERROR" for r in results)
+        asyncio.run(run(state, workdir))
+        ok = all(r.verdict != "ERROR" for r in state.results)
+    except KeyboardInterrupt:
+        interrupted = True
+        state.skipped.append("the run was interrupted; scenarios after the last row did not run")
     finally:
-        if args.keep or not ok:
+        if state.args.keep or not ok:
             print(f"logs and stores kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    sizes = sizes_from(args)
-    md = markdown(results, command=command, date=date, facts=facts, sizes=sizes, skipped=skipped)
-    doc = as_json(
-        results, command=command, argv=argv, date=date, facts=facts, sizes=sizes, skipped=skipped
-    )
-    for path, data in ((args.md, md.encode()), (args.json, doc)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    print(md)
-    print(f"written: {args.md}, {args.json}", file=sys.stderr)
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    return 0 if ok else 1
+        md = state.write()
+        if ok:
+            print(md, flush=True)
+        print(f"written: {state.args.md}, {state.args.json}", file=sys.stderr)
+    return 130 if interrupted else 0 if ok else 1

@@ -184,29 +184,58 @@ def paced_count(rate: float, seconds: float, tick_s: float = 0.05) -> int:
     return max(1, round(rate * tick_s)) * max(1, round(seconds / tick_s))
 
 
+@dataclass
+class Arrived:
+    """What a timing receiver got: its counts, the arrival time of reports 0..n-1 (NaN:
+    not arrived), and whether all n arrived before the waiting gave up."""
+
+    stats: dict[str, int]
+    times: array[float]
+    complete: bool
+    gave_up_at: float  # time.monotonic() when waiting stopped
+
+    @property
+    def count(self) -> int:
+        return sum(1 for t in self.times if not math.isnan(t))
+
+    def end(self) -> float:
+        """The last arrival when every report came, else when waiting stopped."""
+        if self.complete:
+            return max(t for t in self.times if not math.isnan(t))
+        return self.gave_up_at
+
+
 async def wait_arrived(
-    session: aiohttp.ClientSession, receiver_url: str, n: int, stall_s: float = 60.0
-) -> dict[str, int]:
-    """Poll the timing receiver until ``n`` distinct reports arrived; fail if stuck."""
+    session: aiohttp.ClientSession,
+    receiver_url: str,
+    n: int,
+    *,
+    max_wait_s: float,
+    stall_s: float = 60.0,
+) -> Arrived:
+    """Poll the timing receiver until ``n`` distinct reports arrived, nothing arrived for
+    ``stall_s``, or ``max_wait_s`` passed; then read the arrival times."""
+    started = last_change = time.monotonic()
     last = -1
-    last_change = time.monotonic()
     while True:
         async with session.get(receiver_url + "/_stats") as resp:
             stats: dict[str, int] = orjson.loads(await resp.read())
+        now = time.monotonic()
         if stats["unique"] >= n:
-            return stats
+            break
         if stats["unique"] != last:
-            last, last_change = stats["unique"], time.monotonic()
-        elif time.monotonic() - last_change > stall_s:
-            raise TimeoutError(f"{stats['unique']} of {n} reports arrived; none for {stall_s} s")
+            last, last_change = stats["unique"], now
+        if now - last_change > stall_s or now - started > max_wait_s:
+            break
         await asyncio.sleep(0.02)
-
-
-async def arrival_times(session: aiohttp.ClientSession, receiver_url: str) -> array[float]:
+    gave_up_at = time.monotonic()
     async with session.get(receiver_url + "/_times") as resp:
         times = array("d")
         times.frombytes(await resp.read())
-        return times
+    if len(times) < n:
+        times.extend(array("d", [math.nan]) * (n - len(times)))
+    del times[n:]
+    return Arrived(stats, times, stats["unique"] >= n, gave_up_at)
 
 
 @dataclass
@@ -223,7 +252,8 @@ def _pick(ordered: Sequence[float], q: float) -> float:
 
 
 def latency(arrived: array[float], origin: array[float] | float, n: int) -> Latency:
-    """Arrival minus origin (per report, or one time for all) of reports 0..n-1, in ms."""
+    """Arrival minus origin (per report, or one time for all) of reports 0..n-1 that
+    arrived, in ms."""
     if isinstance(origin, float):
         values = [(arrived[i] - origin) * 1000 for i in range(n)]
     else:
@@ -232,10 +262,6 @@ def latency(arrived: array[float], origin: array[float] | float, n: int) -> Late
     if not ordered:
         return Latency(math.nan, math.nan, math.nan, math.nan, 0)
     return Latency(_pick(ordered, 0.5), _pick(ordered, 0.99), ordered[-1], ordered[0], len(ordered))
-
-
-def last_arrival(arrived: array[float], n: int) -> float:
-    return max(arrived[i] for i in range(n))
 
 
 # -- pushing without the service -------------------------------------------------------

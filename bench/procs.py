@@ -269,8 +269,16 @@ def pg_schema(url: str) -> Iterator[str]:
     try:
         yield f"{url}{sep}options=-csearch_path%3D{name}"
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        # A server that is restarting (other work shares it) gets a while to come back.
+        for attempt in range(15):
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+                break
+            except psycopg.OperationalError:
+                if attempt == 14:
+                    raise
+                time.sleep(2)
 
 
 @contextlib.contextmanager

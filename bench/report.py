@@ -84,6 +84,14 @@ def judge(results: list[Result]) -> None:
                 r.extra["drain_share_of_ucloud"] = round(share, 3)
                 r.target += f"; drain ≥ {BACKLOG_SHARE:.0%} of ucloud ({share:.0%})"
                 r.verdict = _pass(rss_ok and share >= BACKLOG_SHARE)
+        if not r.complete:
+            # Not every report arrived in time: whatever the figures, the run failed.
+            if r.verdict == "PASS":
+                r.verdict = "FAIL"
+            r.extra["incomplete"] = (
+                f"gave up after {r.seconds:,.0f} s with {r.arrived:,} of {r.reports:,}"
+                " reports arrived; reports/s and latencies cover those only"
+            )
 
 
 def _git() -> str:
@@ -173,8 +181,9 @@ def markdown(
     ]
     for r in results:
         share = "–" if r.share_of_ceiling is None else f"{r.share_of_ceiling:.0%}"
+        reports = f"{r.reports:,}" if r.complete else f"{r.arrived:,} of {r.reports:,}"
         lines.append(
-            f"| {r.scenario} | {r.store} | {r.reports:,} | {r.per_request} |"
+            f"| {r.scenario} | {r.store} | {reports} | {r.per_request} |"
             f" {_num(r.reports_per_s)} | {share} | {r.latency_from} | {_num(r.p50_ms, ',.1f')}"
             f" | {_num(r.p99_ms, ',.1f')} | {_num(r.max_ms, ',.1f')} | {_num(r.cpu_s, '.2f')}"
             f" | {_num(r.peak_rss_mb, '.1f')} | {r.target or '–'} | {r.verdict} |"
@@ -205,8 +214,8 @@ def markdown(
 def as_json(
     results: list[Result],
     *,
-    command: str,
     argv: list[str],
+    command: str,
     date: dt.datetime,
     facts: dict[str, Any],
     sizes: Sizes,

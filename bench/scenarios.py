@@ -41,6 +41,9 @@ class Sizes:
     max_in_flight: int = 16  # of every endpoint, and the ceiling's concurrency
     batch_max: int = 100
     hang_timeout_s: float = 2.0
+    # How long to wait for the receiver to have every report before giving up and
+    # reporting what arrived (as FAIL: the figure is then a rate over what arrived).
+    max_wait_s: float = 600.0
 
 
 QUICK = Sizes(
@@ -50,6 +53,7 @@ QUICK = Sizes(
     backlog=3_000,
     latency_s=1.0,
     isolation_s=1.0,
+    max_wait_s=120.0,
 )
 
 
@@ -76,10 +80,23 @@ class Result:
     verdict: str = "-"  # PASS, FAIL, ERROR or "-" (no target)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    arrived: int = 0  # distinct reports the receiver got
+    complete: bool = True  # False: waiting gave up before all arrived
 
 
 def _round(x: float, digits: int = 1) -> float:
     return x if math.isnan(x) else round(x, digits)
+
+
+def _rate(arr: load.Arrived, start: float) -> dict[str, Any]:
+    """Seconds, reports/s and completeness of a run that started at ``start``."""
+    seconds = arr.end() - start
+    return {
+        "seconds": round(seconds, 3),
+        "reports_per_s": round(arr.count / seconds),
+        "arrived": arr.count,
+        "complete": arr.complete,
+    }
 
 
 class Bench:
@@ -136,10 +153,8 @@ class Bench:
             **fields,
         }
 
-    async def _arrived(self, rcv: Proc, n: int) -> tuple[dict[str, int], Any]:
-        stats = await load.wait_arrived(self.session, rcv.url, n)
-        times = await load.arrival_times(self.session, rcv.url)
-        return stats, times
+    async def _arrived(self, rcv: Proc, n: int) -> load.Arrived:
+        return await load.wait_arrived(self.session, rcv.url, n, max_wait_s=self.sizes.max_wait_s)
 
     @staticmethod
     def _db_cpu(store: str) -> float:
@@ -156,9 +171,10 @@ class Bench:
             pushed = await load.ceiling_push(
                 protocol, rcv.url + "/dlr", bodies, per_request, self.sizes.max_in_flight
             )
-            stats, arrived = await self._arrived(rcv, n)
+            arr = await self._arrived(rcv, n)
+            stats, arrived = arr.stats, arr.times
             rcv_cpu = rcv.cpu_since_mark()
-        seconds = load.last_arrival(arrived, n) - pushed.first
+        figures = _rate(arr, pushed.first)
         lat = load.latency(arrived, pushed.sent, n)
         return Result(
             scenario=f"ceiling-{protocol}",
@@ -166,8 +182,7 @@ class Bench:
             protocol=protocol,
             reports=n,
             per_request=per_request,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="POST start",
             p50_ms=_round(lat.p50_ms, 2),
             p99_ms=_round(lat.p99_ms, 2),
@@ -184,9 +199,10 @@ class Bench:
             rcv = procs.timing_receiver("innopaas")
             rcv.mark_cpu()
             pushed = await asyncio.to_thread(load.naive_push, rcv.port, bodies)
-            stats, arrived = await self._arrived(rcv, n)
+            arr = await self._arrived(rcv, n)
+            stats, arrived = arr.stats, arr.times
             rcv_cpu = rcv.cpu_since_mark()
-        seconds = load.last_arrival(arrived, n) - pushed.first
+        figures = _rate(arr, pushed.first)
         lat = load.latency(arrived, pushed.sent, n)
         return Result(
             scenario="naive",
@@ -194,8 +210,7 @@ class Bench:
             protocol="innopaas",
             reports=n,
             per_request=1,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="POST start",
             p50_ms=_round(lat.p50_ms, 2),
             p99_ms=_round(lat.p99_ms, 2),
@@ -222,12 +237,13 @@ class Bench:
                 rcv.mark_cpu()
                 with self._profiled(svc, f"{protocol}-{store}"):
                     sent = await load.ingest_reports_bulk(api, "m", n)
-                    stats, arrived = await self._arrived(rcv, n)
+                    arr = await self._arrived(rcv, n)
+                    stats, arrived = arr.stats, arr.times
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
         first = sent.first_sent
-        seconds = load.last_arrival(arrived, n) - first
+        figures = _rate(arr, first)
         lat = load.latency(arrived, sent.acked, n)
         return Result(
             scenario=protocol,
@@ -235,8 +251,7 @@ class Bench:
             protocol=protocol,
             reports=n,
             per_request=self.sizes.batch_max if protocol == "ucloud" else 1,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="ingest ack",
             p50_ms=_round(lat.p50_ms),
             p99_ms=_round(lat.p99_ms),
@@ -268,12 +283,13 @@ class Bench:
                 rcv.mark_cpu()
                 with self._profiled(svc, f"latency-{store}"):
                     paced = await load.ingest_reports_paced(api, ["m"], s.rate, s.latency_s)
-                    stats, arrived = await self._arrived(rcv, n)
+                    arr = await self._arrived(rcv, n)
+                    stats, arrived = arr.stats, arr.times
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
         sent = paced.sent["m"]
-        seconds = load.last_arrival(arrived, n) - sent.first_sent
+        figures = _rate(arr, sent.first_sent)
         lat = load.latency(arrived, sent.acked, n)
         from_sent = load.latency(arrived, sent.sent, n)
         return Result(
@@ -282,8 +298,7 @@ class Bench:
             protocol=protocol,
             reports=n,
             per_request=s.batch_max,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="ingest ack",
             p50_ms=_round(lat.p50_ms),
             p99_ms=_round(lat.p99_ms),
@@ -321,7 +336,8 @@ class Bench:
                     await load.ingest_messages(api, prefix, account, n)
                 # Alone.
                 paced_alone = await load.ingest_reports_paced(api, ["a"], s.rate, s.isolation_s)
-                _, arrived = await self._arrived(rcv, n)
+                arr = await self._arrived(rcv, n)
+                arrived = arr.times
                 alone = load.latency(arrived, paced_alone.sent["a"].acked, n)
                 async with self.session.delete(rcv.url + "/_received") as resp:
                     resp.raise_for_status()
@@ -336,7 +352,8 @@ class Bench:
                     paced = await load.ingest_reports_paced(
                         api, ["b", "h", "f"], s.rate, s.isolation_s
                     )
-                    _, arrived = await self._arrived(rcv, n)
+                    arr = await self._arrived(rcv, n)
+                    arrived = arr.times
                 cpu = svc.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
@@ -345,7 +362,7 @@ class Bench:
                     async with self.session.get(proc.url + "/_stats") as resp:
                         neighbours[name] = orjson.loads(await resp.read())
         sent = paced.sent["b"]
-        seconds = load.last_arrival(arrived, n) - sent.first_sent
+        figures = _rate(arr, sent.first_sent)
         lat = load.latency(arrived, sent.acked, n)
         ratio = lat.p99_ms / alone.p99_ms if alone.p99_ms > 0 else math.inf
         return Result(
@@ -354,8 +371,7 @@ class Bench:
             protocol="ucloud",
             reports=n,
             per_request=s.batch_max,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="ingest ack",
             p50_ms=_round(lat.p50_ms),
             p99_ms=_round(lat.p99_ms),
@@ -412,16 +428,17 @@ class Bench:
             svc = procs.service(url)
             svc.mark_cpu()  # start-up CPU (imports, opening the store) is left out
             with self._profiled(svc, f"backlog-{store}"):
-                stats, arrived = await self._arrived(rcv, n)
+                arr = await self._arrived(rcv, n)
+                stats, arrived = arr.stats, arr.times
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
                 peak = svc.peak_rss_mb()
             procs.stop(*procs.started)
-        first = min(arrived[i] for i in range(n))
+        first = min((t for t in arrived if not math.isnan(t)), default=svc.ready_at)
         # The dispatcher starts claiming just before the ready line is printed: the drain
         # starts at whichever came first, the ready line or the first arrival.
         t_start = min(svc.ready_at, first)
-        seconds = load.last_arrival(arrived, n) - t_start
+        figures = _rate(arr, t_start)
         lat = load.latency(arrived, t_start, n)
         return Result(
             scenario="backlog",
@@ -429,8 +446,7 @@ class Bench:
             protocol="ucloud",
             reports=n,
             per_request=self.sizes.batch_max,
-            seconds=round(seconds, 3),
-            reports_per_s=round(n / seconds),
+            **figures,
             latency_from="drain start",
             p50_ms=_round(lat.p50_ms),
             p99_ms=_round(lat.p99_ms),
