@@ -58,8 +58,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=",".join(STORES),
         help="comma-separated: sqlite, postgres (default both)",
     )
-    p.add_argument("--json", type=Path, default=RESULTS_DIR / "latest.json")
-    p.add_argument("--md", type=Path, default=RESULTS_DIR / "latest.md")
+    p.add_argument(
+        "--json", type=Path, default=RESULTS_DIR / "latest.json", help="where the JSON goes"
+    )
+    p.add_argument(
+        "--md", type=Path, default=RESULTS_DIR / "latest.md", help="where the markdown goes"
+    )
     p.add_argument(
         "--pg-url",
         default=DEFAULT_PG_URL,
@@ -108,6 +112,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"length of each isolation phase (default {defaults.isolation_s:g})",
     )
     p.add_argument(
+        "--max-wait",
+        type=float,
+        default=None,
+        help=f"seconds to wait for a scenario's reports to arrive before reporting what"
+        f" did, as FAIL (default {defaults.max_wait_s:g})",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -130,6 +141,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "rate": args.rate,
         "latency_s": args.latency_seconds,
         "isolation_s": args.isolation_seconds,
+        "max_wait_s": args.max_wait,
     }
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
 

@@ -200,8 +200,11 @@ def markdown(
         if r.db_cpu_s is not None:
             bits.append(f"PostgreSQL CPU {r.db_cpu_s:.2f} s")
         for key, value in r.extra.items():
-            if key != "neighbour_receivers":
-                bits.append(f"{key.replace('_', ' ')} {value}")
+            if key == "neighbour_receivers":
+                continue
+            if isinstance(value, dict):
+                value = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
+            bits.append(f"{key.replace('_', ' ')}: {value}")
         if "neighbour_receivers" in r.extra:
             for name, st in r.extra["neighbour_receivers"].items():
                 bits.append(f"{name} receiver got {st['requests']:,} requests")
