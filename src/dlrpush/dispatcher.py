@@ -55,6 +55,7 @@ READ_CAP = 64 * 1024
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
 SETTLE_LINGER_S = 0.002
+FAILURE_LOG_EVERY_MS = 10_000
 
 
 @dataclass
@@ -194,6 +195,8 @@ class _Runner:
         self.due: list[int] = []
         self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
+        self._failure_logged_ms = 0
+        self._failed_since_log = 0
         self.event = asyncio.Event()
         self.stopped = False
         self.task = asyncio.create_task(self._run(), name=f"dlrpush-endpoint-{endpoint.id}")
@@ -333,14 +336,23 @@ class _Runner:
                 stats.delivered += 1
             elif step.state is DeliveryState.FAILED:
                 stats.failed += 1
-                log.warning(
-                    "report %s (msgid %s) to endpoint %s failed after %d attempts: %s",
-                    item.report_id,
-                    item.msgid,
-                    ep.id,
-                    step.tries,
-                    verdict.reason or snippet,
-                )
+                self._failed_since_log += 1
+                # One line per endpoint every FAILURE_LOG_EVERY_MS at most: a dead
+                # customer fails every report, and a line each would flood the log and
+                # spend the CPU the healthy customers need. Each one is in the attempt log.
+                if end_ms - self._failure_logged_ms >= FAILURE_LOG_EVERY_MS:
+                    log.warning(
+                        "endpoint %s: %d reports failed since the last such line; latest:"
+                        " report %s (msgid %s) after %d attempts: %s",
+                        ep.id,
+                        self._failed_since_log,
+                        item.report_id,
+                        item.msgid,
+                        step.tries,
+                        verdict.reason or snippet,
+                    )
+                    self._failure_logged_ms = end_ms
+                    self._failed_since_log = 0
             else:
                 stats.retried += 1
             out.append(

@@ -143,6 +143,8 @@ def test_always_failing_customer_ends_failed_and_is_delivered_after_replay(
     assert '"code":1' in attempts[0]["snippet"].replace(" ", "")
     # Failed reports are kept and listed.
     assert len(api.reports(state="failed")) == 3
+    # The operator hears of it without one log line per report.
+    assert svc.output().count("failed since the last such line") == 1
     # The customer fixes its receiver (same address), the operator replays.
     port = bad.port
     bad.stop()
