@@ -58,6 +58,41 @@ class Proc:
         return self.popen.returncode
 
 
+def run_in_own_group(
+    cmd: list[str], *, env: dict[str, str], timeout_s: float, cwd: Path | None = None
+) -> tuple[int, str]:
+    """Run ``cmd`` to its end in a process group of its own: exit code and output (stdout
+    then stderr). Fails when it outlives ``timeout_s`` or leaves any process running."""
+    popen = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        env=env,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        out, err = popen.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(popen.pid, signal.SIGKILL)
+        out, err = popen.communicate()
+    leftovers = True
+    try:
+        os.killpg(popen.pid, 0)
+    except ProcessLookupError:
+        leftovers = False
+    if leftovers:
+        os.killpg(popen.pid, signal.SIGKILL)
+    name = " ".join(cmd[1:4])
+    assert not timed_out, f"{name} still running after {timeout_s} s:\n{out}\n{err}"
+    assert not leftovers, f"{name} left processes running:\n{out}\n{err}"
+    return popen.returncode, out + err
+
+
 def start_process(args: list[str], env: dict[str, str], ready_timeout: float = 20.0) -> Proc:
     popen = subprocess.Popen(
         [sys.executable, "-m", "dlrpush", *args],

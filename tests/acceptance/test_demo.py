@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -31,32 +32,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def run_demo(tmp_path: Path, *args: str) -> tuple[int, str]:
     """Exit code and output (stdout then stderr) of one demo run; fails on leftovers."""
-    popen = subprocess.Popen(
+    return run_in_own_group(
         [sys.executable, "-m", "dlrpush", "demo", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        encoding="utf-8",
         env=_env(tmp_path),
-        start_new_session=True,
+        timeout_s=DEMO_TIMEOUT_S,
     )
-    timed_out = False
-    try:
-        out, err = popen.communicate(timeout=DEMO_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(popen.pid, signal.SIGKILL)
-        out, err = popen.communicate()
-    leftovers = True
-    try:
-        os.killpg(popen.pid, 0)
-    except ProcessLookupError:
-        leftovers = False
-    if leftovers:
-        os.killpg(popen.pid, signal.SIGKILL)
-    assert not timed_out, f"demo still running after {DEMO_TIMEOUT_S} s:\n{out}\n{err}"
-    assert not leftovers, f"the demo left processes running:\n{out}\n{err}"
-    return popen.returncode, out + err
 
 
 def section(output: str, name: str) -> str:

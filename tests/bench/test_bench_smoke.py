@@ -9,8 +9,6 @@ itself, never to a test.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import PG_SKIP
+from conftest import PG_SKIP, run_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -31,33 +29,9 @@ STORELESS = ("ceiling-ucloud", "ceiling-innopaas", "naive")
 def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DLRPUSH_")}
     env["TMPDIR"] = str(tmp_path)  # the harness's working directory lands here
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        encoding="utf-8",
-        env=env,
-        start_new_session=True,
+    return run_in_own_group(
+        [sys.executable, "-m", "bench", *args], env=env, timeout_s=TIMEOUT_S, cwd=ROOT
     )
-    timed_out = False
-    try:
-        out, _ = popen.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(popen.pid, signal.SIGKILL)
-        out, _ = popen.communicate()
-    leftovers = True
-    try:
-        os.killpg(popen.pid, 0)
-    except ProcessLookupError:
-        leftovers = False
-    if leftovers:
-        os.killpg(popen.pid, signal.SIGKILL)
-    assert not timed_out, f"harness still running after {TIMEOUT_S} s:\n{out}"
-    assert not leftovers, f"the harness left processes running:\n{out}"
-    return popen.returncode, out
 
 
 def test_quick_run_writes_markdown_and_json_with_figures_for_every_scenario(
