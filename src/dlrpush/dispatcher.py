@@ -17,6 +17,7 @@ import functools
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -195,6 +196,9 @@ class _Runner:
         self.due: list[int] = []
         self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
+        # Claimed (leased) and not yet sent: up to one round of requests ahead, so a
+        # push that completes is followed by the next without a store round trip.
+        self.ready: deque[PushItem] = deque()
         self._failure_logged_ms = 0
         self._failed_since_log = 0
         self.event = asyncio.Event()
@@ -220,7 +224,13 @@ class _Runner:
 
     def stop(self) -> None:
         self.stopped = True
+        self._give_back()
         self.event.set()
+
+    def _give_back(self) -> None:
+        if self.ready:
+            self.d.release_later([i.delivery_id for i in self.ready])
+            self.ready.clear()
 
     async def _run(self) -> None:
         while not (self.stopped or self.d.stopping):
@@ -248,6 +258,7 @@ class _Runner:
             # A few milliseconds let a burst become one request without holding back
             # a lone report noticeably.
             await asyncio.sleep(self.d.settings.linger_ms / 1000)
+        more = True  # the store may hold due work
         while not (self.stopped or self.d.stopping):
             # At most max_in_flight requests at the customer, and at most as many again
             # pushed but not yet recorded: what a killed process can push twice is
@@ -257,10 +268,14 @@ class _Runner:
                 ep.max_in_flight - self.inflight,
                 2 * ep.max_in_flight - self.inflight - self.unsettled,
             )
-            if self.inflight and free < max(1, ep.max_in_flight // 4):
-                # Refill in steps of a quarter of the cap: one claim then serves several
-                # completed pushes instead of one, at the cost of a slot idling for the
-                # length of a push at most.
+            if (
+                self.inflight
+                and free < max(1, ep.max_in_flight // 4)
+                and len(self.ready) < per_request
+            ):
+                # When a claim is needed, refill in steps of a quarter of the cap: one
+                # claim then serves several completed pushes instead of one, at the
+                # cost of a slot idling for the length of a push at most.
                 return
             slots = min(free, self.d.global_free)
             if slots <= 0:
@@ -268,20 +283,33 @@ class _Runner:
                     self.d.waiting.add(self)
                 return
             self.d.global_free -= slots
-            now = self.d.now_ms()
+            want = slots * per_request
             try:
-                items = await self.d.store.claim(
-                    ep.id, slots * per_request, now + DUE_SLACK_MS, self.d.lease_ms(ep)
-                )
+                if len(self.ready) < want and more:
+                    # One round ahead when the process has slots to spare, so claiming
+                    # never leaves leased work queued behind other customers for long.
+                    ahead = min(ep.max_in_flight, self.d.global_free) * per_request
+                    limit = want + ahead - len(self.ready)
+                    now = self.d.now_ms()
+                    items = await self.d.store.claim(
+                        ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
+                    )
+                    self.ready.extend(items)
+                    more = len(items) == limit
+                    if self.stopped or self.d.stopping:
+                        self._give_back()
             except BaseException:
                 self.d.global_free += slots
                 raise
-            chunks = [items[i : i + per_request] for i in range(0, len(items), per_request)]
+            chunks: list[list[PushItem]] = []
+            while self.ready and len(chunks) < slots:
+                n = min(per_request, len(self.ready))
+                chunks.append([self.ready.popleft() for _ in range(n)])
             self.d.global_free += slots - len(chunks)
             for chunk in chunks:
                 self.inflight += 1
                 self.d.spawn(self._send(chunk))
-            if len(items) < slots * per_request:
+            if len(chunks) < slots:
                 return
 
     async def _send(self, items: Sequence[PushItem]) -> None:

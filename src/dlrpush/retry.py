@@ -9,7 +9,7 @@ four attempts at most.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dlrpush.errors import InvalidInput
 from dlrpush.models import DeliveryState
@@ -18,8 +18,7 @@ MAX_RETRIES = 100
 MAX_WAIT_S = 86400.0
 
 
-@dataclass(frozen=True, slots=True)
-class NextStep:
+class NextStep(NamedTuple):
     state: DeliveryState
     tries: int
     next_attempt_ms: int | None

@@ -68,7 +68,7 @@ def test_golden_provider_example() -> None:
 
 
 def test_one_request_per_item_in_order() -> None:
-    items = [dataclasses.replace(EXAMPLE_ITEM, msgid=str(n)) for n in range(5)]
+    items = [EXAMPLE_ITEM._replace(msgid=str(n)) for n in range(5)]
     requests = PROTOCOL.render(items, ENDPOINT, DEFAULT_CATALOGUE, 0)
     assert [r.items for r in requests] == [(i,) for i in items]
     assert [orjson.loads(r.body)["msgid"] for r in requests] == ["0", "1", "2", "3", "4"]
@@ -81,8 +81,8 @@ def test_retry_carries_a_later_notify_time() -> None:
 
 
 def test_missing_optional_values_are_empty_strings() -> None:
-    it = dataclasses.replace(
-        EXAMPLE_ITEM, uid="", unit_price=None, request_time_ms=None, enrichment=Enrichment()
+    it = EXAMPLE_ITEM._replace(
+        uid="", unit_price=None, request_time_ms=None, enrichment=Enrichment()
     )
     got = body(it, dataclasses.replace(ENDPOINT, credentials=Credentials()))
     assert got["uid"] == "I8393346_2506101652_35"
@@ -92,7 +92,7 @@ def test_missing_optional_values_are_empty_strings() -> None:
 
 
 def test_uid_mobile_and_price_are_passed_through_exactly() -> None:
-    it = dataclasses.replace(EXAMPLE_ITEM, uid="订单-1", phone="008618888888888", segments=3)
+    it = EXAMPLE_ITEM._replace(uid="订单-1", phone="008618888888888", segments=3)
     got = body(it)
     assert (got["uid"], got["mobile"], got["unitPrice"]) == ("订单-1", "008618888888888", "0.05670")
     assert (got["smsNum"], got["fee"]) == ("3", "0.1701")

@@ -37,7 +37,7 @@ def item(n: int = 0, **changes: object) -> PushItem:
         access_number="",
         enrichment=Enrichment(),
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def render_one(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,33 +56,85 @@ from dlrpush.store.rows import (
 
 T = TypeVar("T")
 
+SWITCH_INTERVAL_S = 0.001
+
 _ENDPOINT_COLS = (
     "id, account_id, url, protocol, receiver, pswd, batch_max, retry_schedule, timeout_s,"
     " max_in_flight, enabled, description_lang, success_body_contains, created_ms"
 )
 
-_PUSH_ITEM_SQL = """
-SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
-       r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
-       m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
-FROM deliveries d
-JOIN reports r ON r.id = d.report_id
-JOIN messages m ON m.msgid = r.msgid
-WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
-  AND d.lease_until_ms <= ?
-ORDER BY d.next_attempt_ms, d.id
-LIMIT ?
+# The due rows of one endpoint, folded into one JSON text: one row back means one
+# sqlite3_step, so the store thread gives up the GIL once per claim, not once per row
+# (see _run on why that matters).
+_CLAIM_SQL = """
+SELECT json_group_array(json_array(
+       id, report_id, msgid, phone, segments, status, description, report_time_ms, uid,
+       batch_seq, request_time_ms, unit_price, currency, access_number, country_number,
+       region_code, mno_name, mcc, mnc, tries))
+FROM (
+  SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
+         r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
+         m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
+  FROM deliveries d
+  JOIN reports r ON r.id = d.report_id
+  JOIN messages m ON m.msgid = r.msgid
+  WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
+    AND d.lease_until_ms <= ?
+  ORDER BY d.next_attempt_ms, d.id
+  LIMIT ?
+)
 """
 
-# A report's state is the least advanced of its deliveries.
+# A report's state is the least advanced of its deliveries. One row per report in the
+# JSON parameter: [report id, attempts made].
 _REPORT_STATE_SQL = """
-UPDATE reports SET attempts = attempts + ?, state = CASE
+UPDATE reports SET attempts = attempts + (s.value ->> 1), state = CASE
     WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
                  AND d.state = 'pending') THEN 'pending'
     WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
                  AND d.state = 'failed') THEN 'failed'
     ELSE 'delivered' END
-WHERE id = ?
+FROM json_each(?) AS s
+WHERE reports.id = (s.value ->> 0)
+"""
+
+# Bulk writes take their rows as one JSON array and expand it inside SQLite, so a batch
+# is one statement step whatever its size.
+_INSERT_REPORTS_SQL = """
+INSERT INTO reports (id, msgid, account_id, status, error_code, description, receipt,
+                     report_time_ms, received_ms, hold_until_ms, state, attempts)
+SELECT :first + j.key, j.value ->> 0, m.account_id, j.value ->> 1, j.value ->> 2,
+       j.value ->> 3, j.value ->> 4, j.value ->> 5, :now,
+       CASE WHEN m.account_id IS NULL THEN :hold_until END,
+       CASE WHEN m.account_id IS NULL THEN 'held' ELSE 'pending' END, 0
+FROM json_each(:rows) AS j
+LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
+"""
+
+# One pending delivery per enabled endpoint of the report's account, for the reports
+# picked by the WHERE clause appended to it.
+_FAN_OUT_SQL = """
+INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
+                        lease_until_ms, updated_ms)
+SELECT r.id, e.id, 'pending', 0, :now, 0, :now
+FROM reports r
+JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
+"""
+
+_SETTLE_DELIVERIES_SQL = """
+UPDATE deliveries SET state = (s.value ->> 1), tries = (s.value ->> 2),
+       next_attempt_ms = (s.value ->> 3), lease_until_ms = 0, updated_ms = ?
+FROM json_each(?) AS s
+-- A delivery failed meanwhile (its endpoint was deleted) stays failed.
+WHERE deliveries.id = (s.value ->> 0) AND deliveries.state = 'pending'
+"""
+
+_INSERT_ATTEMPTS_SQL = """
+INSERT INTO attempts (delivery_id, report_id, endpoint_id, started_ms, latency_ms,
+                      http_status, outcome, snippet)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+       value ->> 6, value ->> 7
+FROM json_each(?)
 """
 
 
@@ -227,6 +280,11 @@ class SqliteStore:
         return None
 
     async def open(self) -> None:
+        # Each statement step gives up the GIL and must win it back from the event
+        # loop; with the default 5 ms switch interval a busy loop makes every step of
+        # the store thread wait up to 5 ms. 1 ms keeps store calls near their
+        # unloaded time (measured in docs/benchmarks.md) at a small cost to the loop.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         await self._run(self._connect)
 
     async def close(self) -> None:
@@ -410,45 +468,23 @@ class SqliteStore:
                     (now_ms, endpoint_id),
                 )
             ]
-            c.executemany(_REPORT_STATE_SQL, [(0, rid) for rid in report_ids])
+            c.execute(_REPORT_STATE_SQL, (_json_ids((rid, 0) for rid in report_ids),))
             return True
 
         return await self._run(self._write, _do)
 
     # -- ingest -----------------------------------------------------------------------
 
-    def _endpoints_by_account(
-        self, c: sqlite3.Connection, accounts: Iterable[str]
-    ) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for acct, ep_id in c.execute(
-            "SELECT account_id, id FROM endpoints WHERE deleted_ms IS NULL AND enabled = 1"
-            " AND account_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-            (_json_ids(set(accounts)),),
-        ):
-            out.setdefault(acct, []).append(ep_id)
-        return out
-
-    def _fan_out(
-        self, c: sqlite3.Connection, matched: Sequence[tuple[int, str]], now_ms: int
-    ) -> frozenset[int]:
-        """Create one pending delivery per enabled endpoint for each (report, account)."""
-        if not matched:
-            return frozenset()
-        eps = self._endpoints_by_account(c, {a for _, a in matched})
-        next_id = self._next_id(c, "deliveries")
-        rows = []
-        for report_id, acct in matched:
-            for ep_id in eps.get(acct, ()):
-                rows.append((next_id, report_id, ep_id, now_ms, now_ms))
-                next_id += 1
-        c.executemany(
-            "INSERT INTO deliveries (id, report_id, endpoint_id, state, tries,"
-            " next_attempt_ms, lease_until_ms, updated_ms)"
-            " VALUES (?, ?, ?, 'pending', 0, ?, 0, ?)",
-            rows,
-        )
-        return frozenset(r[2] for r in rows)
+    @staticmethod
+    def _fan_out(c: sqlite3.Connection, where: str, params: dict[str, object]) -> frozenset[int]:
+        """Create the pending deliveries of the reports ``where`` picks; returns the
+        endpoints that got work."""
+        before = c.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries").fetchone()[0]
+        c.execute(f"{_FAN_OUT_SQL} WHERE {where} ORDER BY r.id, e.id", params)
+        rows = c.execute(
+            "SELECT DISTINCT endpoint_id FROM deliveries WHERE id > ?", (before,)
+        ).fetchall()
+        return frozenset(r[0] for r in rows)
 
     async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
         def _do(c: sqlite3.Connection) -> IngestResult:
@@ -492,7 +528,11 @@ class SqliteStore:
                 " WHERE id = ?",
                 [(acct, rid) for rid, acct in waiting],
             )
-            endpoints = self._fan_out(c, waiting, now_ms)
+            endpoints = self._fan_out(
+                c,
+                "r.id IN (SELECT value FROM json_each(:ids))",
+                {"now": now_ms, "ids": _json_ids(rid for rid, _ in waiting)},
+            )
             return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(waiting))
 
         return await self._run(self._write, _do)
@@ -500,48 +540,34 @@ class SqliteStore:
     async def add_reports(
         self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
     ) -> IngestResult:
+        rows = orjson.dumps(
+            [
+                (r.msgid, r.status, r.error_code, r.description, r.receipt, r.report_time_ms)
+                for r in reports
+            ]
+        ).decode()
+
         def _do(c: sqlite3.Connection) -> IngestResult:
-            owners = dict(
-                c.execute(
-                    "SELECT msgid, account_id FROM messages"
-                    " WHERE msgid IN (SELECT value FROM json_each(?))",
-                    (_json_ids({r.msgid for r in reports}),),
-                ).fetchall()
+            first = self._next_id(c, "reports")
+            c.execute(
+                _INSERT_REPORTS_SQL,
+                {"first": first, "now": now_ms, "hold_until": now_ms + hold_ms, "rows": rows},
             )
-            next_id = self._next_id(c, "reports")
-            rows = []
-            matched: list[tuple[int, str]] = []
-            for rep in reports:
-                acct = owners.get(rep.msgid)
-                if acct is None:
-                    state, hold_until = ReportState.HELD.value, now_ms + hold_ms
-                else:
-                    state, hold_until = ReportState.PENDING.value, None
-                    matched.append((next_id, acct))
-                rows.append(
-                    (
-                        next_id,
-                        rep.msgid,
-                        acct,
-                        rep.status,
-                        rep.error_code,
-                        rep.description,
-                        rep.receipt,
-                        rep.report_time_ms,
-                        now_ms,
-                        hold_until,
-                        state,
-                    )
+            last = first + len(reports)
+            matched = c.execute(
+                "SELECT COUNT(*) FROM reports WHERE id >= ? AND id < ? AND state = 'pending'",
+                (first, last),
+            ).fetchone()[0]
+            endpoints = (
+                self._fan_out(
+                    c,
+                    "r.id >= :first AND r.id < :last AND r.state = 'pending'",
+                    {"now": now_ms, "first": first, "last": last},
                 )
-                next_id += 1
-            c.executemany(
-                "INSERT INTO reports (id, msgid, account_id, status, error_code, description,"
-                " receipt, report_time_ms, received_ms, hold_until_ms, state, attempts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                rows,
+                if matched
+                else frozenset()
             )
-            endpoints = self._fan_out(c, matched, now_ms)
-            return IngestResult(accepted=len(reports), endpoints=endpoints, matched=len(matched))
+            return IngestResult(accepted=len(reports), endpoints=endpoints, matched=matched)
 
         return await self._run(self._write, _do)
 
@@ -551,7 +577,9 @@ class SqliteStore:
         self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
     ) -> list[PushItem]:
         def _do(c: sqlite3.Connection) -> list[PushItem]:
-            rows = c.execute(_PUSH_ITEM_SQL, (endpoint_id, now_ms, now_ms, limit)).fetchall()
+            rows = orjson.loads(
+                c.execute(_CLAIM_SQL, (endpoint_id, now_ms, now_ms, limit)).fetchone()[0]
+            )
             if rows:
                 c.execute(
                     "UPDATE deliveries SET lease_until_ms = ?"
@@ -563,40 +591,37 @@ class SqliteStore:
         return await self._run(self._bookkeeping, _do)
 
     async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
+        per_report: dict[int, int] = {}
+        for st in settlements:
+            rid = st.attempt.report_id
+            per_report[rid] = per_report.get(rid, 0) + 1
+        deliveries = orjson.dumps(
+            [
+                (st.attempt.delivery_id, st.state.value, st.tries, st.next_attempt_ms)
+                for st in settlements
+            ]
+        ).decode()
+        attempts = orjson.dumps(
+            [
+                (
+                    a.delivery_id,
+                    a.report_id,
+                    a.endpoint_id,
+                    a.started_ms,
+                    a.latency_ms,
+                    a.http_status,
+                    a.outcome.value,
+                    a.snippet,
+                )
+                for a in (st.attempt for st in settlements)
+            ]
+        ).decode()
+        reports = orjson.dumps(list(per_report.items())).decode()
+
         def _do(c: sqlite3.Connection) -> None:
-            c.executemany(
-                "UPDATE deliveries SET state = ?, tries = ?, next_attempt_ms = ?,"
-                " lease_until_ms = 0, updated_ms = ? WHERE id = ?"
-                # A delivery failed meanwhile (its endpoint was deleted) stays failed.
-                " AND state = 'pending'",
-                [
-                    (s.state.value, s.tries, s.next_attempt_ms, now_ms, s.attempt.delivery_id)
-                    for s in settlements
-                ],
-            )
-            next_id = self._next_id(c, "attempts")
-            c.executemany(
-                "INSERT INTO attempts (id, delivery_id, report_id, endpoint_id, started_ms,"
-                " latency_ms, http_status, outcome, snippet) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        next_id + i,
-                        a.delivery_id,
-                        a.report_id,
-                        a.endpoint_id,
-                        a.started_ms,
-                        a.latency_ms,
-                        a.http_status,
-                        a.outcome.value,
-                        a.snippet,
-                    )
-                    for i, a in enumerate(s.attempt for s in settlements)
-                ],
-            )
-            per_report: dict[int, int] = {}
-            for s in settlements:
-                per_report[s.attempt.report_id] = per_report.get(s.attempt.report_id, 0) + 1
-            c.executemany(_REPORT_STATE_SQL, [(n, rid) for rid, n in per_report.items()])
+            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, deliveries))
+            c.execute(_INSERT_ATTEMPTS_SQL, (attempts,))
+            c.execute(_REPORT_STATE_SQL, (reports,))
 
         await self._run(self._bookkeeping, _do)
 
