@@ -32,6 +32,7 @@ from dlrpush.models import (
     IncomingReport,
     Message,
     PushItem,
+    PushOutcome,
     Settlement,
 )
 from dlrpush.store.postgres import PostgresStore
@@ -53,23 +54,17 @@ class Row:
     deliveries_per_s: float
 
 
-def _delivered(items: list[PushItem], endpoint_id: int) -> list[Settlement]:
+def _delivered(items: list[PushItem], endpoint_id: int) -> list[PushOutcome]:
+    """One accepted request carrying ``items``."""
+    attempt = AttemptRecord(endpoint_id, T0, 1.0, 200, AttemptOutcome.DELIVERED)
+    delivered = DeliveryState.DELIVERED
     return [
-        Settlement(
-            attempt=AttemptRecord(
-                delivery_id=i.delivery_id,
-                report_id=i.report_id,
-                endpoint_id=endpoint_id,
-                started_ms=T0,
-                latency_ms=1.0,
-                http_status=200,
-                outcome=AttemptOutcome.DELIVERED,
+        PushOutcome(
+            attempt,
+            tuple(
+                Settlement(i.delivery_id, i.report_id, delivered, i.tries + 1, None) for i in items
             ),
-            state=DeliveryState.DELIVERED,
-            tries=i.tries + 1,
-            next_attempt_ms=None,
         )
-        for i in items
     ]
 
 

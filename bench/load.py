@@ -30,6 +30,7 @@ from dlrpush.protocols import get_protocol
 
 JSON_HEADERS = {"content-type": "application/json"}
 CHUNK = 1000
+INGEST_CONCURRENCY = 4
 # What the dispatcher sends: the same header set, so the ceiling does the same work.
 PUSH_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 USER_AGENT = "dlrpush"
@@ -124,15 +125,23 @@ class Sent:
         return max(t for t in self.acked if not math.isnan(t))
 
 
-async def ingest_reports_bulk(api: Api, prefix: str, n: int, chunk: int = CHUNK) -> Sent:
-    """Post reports ``prefix0..`` in arrays of ``chunk``, one after another."""
+async def ingest_reports_bulk(
+    api: Api, prefix: str, n: int, chunk: int = CHUNK, concurrency: int = INGEST_CONCURRENCY
+) -> Sent:
+    """Post reports ``prefix0..`` in arrays of ``chunk``, ``concurrency`` arrays in
+    flight: a platform feeds status reports from several gateway connections at once."""
     sent = Sent.empty(n)
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        body = reports_body(prefix, lo, hi)
-        t0 = time.monotonic()
-        await api.call("POST", "/v1/reports", body)
-        sent.note(lo, hi, t0, time.monotonic())
+    starts = iter(range(0, n, chunk))
+
+    async def poster() -> None:
+        for lo in starts:
+            hi = min(n, lo + chunk)
+            body = reports_body(prefix, lo, hi)
+            t0 = time.monotonic()
+            await api.call("POST", "/v1/reports", body)
+            sent.note(lo, hi, t0, time.monotonic())
+
+    await asyncio.gather(*(poster() for _ in range(concurrency)))
     return sent
 
 

@@ -33,6 +33,7 @@ from dlrpush.models import (
     DeliveryState,
     Endpoint,
     PushItem,
+    PushOutcome,
     PushRequest,
     Settlement,
     Verdict,
@@ -128,7 +129,7 @@ class _Settler:
     def __init__(self, store: Store, now_ms: Callable[[], int]) -> None:
         self._store = store
         self._now_ms = now_ms
-        self._pending: list[Settlement] = []
+        self._pending: list[PushOutcome] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._event = asyncio.Event()
         self._idle = asyncio.Event()
@@ -139,10 +140,10 @@ class _Settler:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dlrpush-settler")
 
-    def add(self, settlements: Sequence[Settlement]) -> asyncio.Future[None]:
-        """Queue outcomes; the future is done once they are committed."""
+    def add(self, outcome: PushOutcome) -> asyncio.Future[None]:
+        """Queue a request's outcome; the future is done once it is committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(settlements)
+        self._pending.append(outcome)
         self._waiters.append(done)
         self._idle.clear()
         self._event.set()
@@ -166,7 +167,9 @@ class _Settler:
                         # leases keep these deliveries from being claimed meanwhile. Any
                         # error, not only the store's own: a dead settler would leave
                         # every later outcome unrecorded.
-                        log.warning("settling %d deliveries failed, retrying: %s", len(batch), exc)
+                        log.warning(
+                            "recording %d push outcomes failed, retrying: %s", len(batch), exc
+                        )
                         await asyncio.sleep(0.5)
                 for waiter in waiters:
                     if not waiter.done():
@@ -318,9 +321,9 @@ class _Runner:
             ep = self.ep
             now = self.d.now_ms()
             for request in self.protocol.render(items, ep, self.d.catalogue, now):
-                settlements = await self._push(ep, request)
-                recorded.append(self.d.settler.add(settlements))
-                for s in settlements:
+                outcome = await self._push(ep, request)
+                recorded.append(self.d.settler.add(outcome))
+                for s in outcome.settlements:
                     if s.next_attempt_ms is not None:
                         self.note_due(s.next_attempt_ms)
         except asyncio.CancelledError:
@@ -343,7 +346,7 @@ class _Runner:
             self.unsettled -= 1
             self.kick()
 
-    async def _push(self, ep: Endpoint, request: PushRequest) -> list[Settlement]:
+    async def _push(self, ep: Endpoint, request: PushRequest) -> PushOutcome:
         started_ms = self.d.now_ms()
         t0 = time.perf_counter()
         status, verdict, snippet = await self.d.post(ep, request, self.protocol)
@@ -352,17 +355,33 @@ class _Runner:
         stats = self.d.stats
         stats.requests += 1
         stats.by_outcome[verdict.outcome.value] = stats.by_outcome.get(verdict.outcome.value, 0) + 1
+        attempt = AttemptRecord(
+            endpoint_id=ep.id,
+            started_ms=started_ms,
+            latency_ms=round(latency_ms, 3),
+            http_status=status,
+            outcome=verdict.outcome,
+            snippet=snippet,
+        )
+        if verdict.accepted:
+            stats.delivered += len(request.items)
+            delivered = DeliveryState.DELIVERED
+            return PushOutcome(
+                attempt,
+                tuple(
+                    Settlement(i.delivery_id, i.report_id, delivered, i.tries + 1, None)
+                    for i in request.items
+                ),
+            )
         out = []
         for item in request.items:
             step = retry.after_attempt(
-                accepted=verdict.accepted,
+                accepted=False,
                 tries_before=item.tries,
                 schedule=ep.retry_schedule_s,
                 now_ms=end_ms,
             )
-            if step.state is DeliveryState.DELIVERED:
-                stats.delivered += 1
-            elif step.state is DeliveryState.FAILED:
+            if step.state is DeliveryState.FAILED:
                 stats.failed += 1
                 self._failed_since_log += 1
                 # One line per endpoint every FAILURE_LOG_EVERY_MS at most: a dead
@@ -385,22 +404,10 @@ class _Runner:
                 stats.retried += 1
             out.append(
                 Settlement(
-                    attempt=AttemptRecord(
-                        delivery_id=item.delivery_id,
-                        report_id=item.report_id,
-                        endpoint_id=ep.id,
-                        started_ms=started_ms,
-                        latency_ms=round(latency_ms, 3),
-                        http_status=status,
-                        outcome=verdict.outcome,
-                        snippet=snippet,
-                    ),
-                    state=step.state,
-                    tries=step.tries,
-                    next_attempt_ms=step.next_attempt_ms,
+                    item.delivery_id, item.report_id, step.state, step.tries, step.next_attempt_ms
                 )
             )
-        return out
+        return PushOutcome(attempt, tuple(out))
 
 
 class Dispatcher:

@@ -175,10 +175,8 @@ class Verdict:
 
 
 class AttemptRecord(NamedTuple):
-    """One push attempt for one delivery, as written to the attempt log."""
+    """One HTTP request to an endpoint, as written to the attempt log."""
 
-    delivery_id: int
-    report_id: int
     endpoint_id: int
     started_ms: int
     latency_ms: float
@@ -190,7 +188,15 @@ class AttemptRecord(NamedTuple):
 class Settlement(NamedTuple):
     """What to write back for one delivery after an attempt."""
 
-    attempt: AttemptRecord
+    delivery_id: int
+    report_id: int
     state: DeliveryState
     tries: int  # attempts made in this cycle, this one included
     next_attempt_ms: int | None  # when to retry; None when the state is final
+
+
+class PushOutcome(NamedTuple):
+    """One request's attempt and what it means for each delivery it carried."""
+
+    attempt: AttemptRecord
+    settlements: tuple[Settlement, ...]

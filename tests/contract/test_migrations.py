@@ -26,7 +26,7 @@ async def test_migrations_and_snapshot_give_the_same_schema(tmp_path: Path) -> N
         await st.close()
     assert _schema(tmp_path / "fresh.db") == _schema(tmp_path / "stepped.db")
     tables = {n for t, n, _ in _schema(tmp_path / "fresh.db") if t == "table"}
-    assert {"accounts", "endpoints", "messages", "reports", "deliveries", "attempts"} <= tables
+    assert {"accounts", "endpoints", "messages", "reports", "deliveries", "pushes"} <= tables
 
 
 async def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) -> None:
@@ -44,3 +44,44 @@ async def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) ->
     with sqlite3.connect(path) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     assert versions == [m.version for m in load_migrations("sqlite")]
+
+
+async def test_the_attempt_log_survives_the_move_to_one_row_per_request(tmp_path: Path) -> None:
+    """A store from before 0003 (one attempt row per report) keeps every attempt."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+        )
+        for mig in load_migrations("sqlite"):
+            if mig.version >= 3:
+                break
+            for statement in mig.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 1)", (mig.version, mig.name))
+        conn.execute("INSERT INTO accounts VALUES ('acme', 'Acme', 1)")
+        conn.execute(
+            "INSERT INTO reports (id, msgid, account_id, status, report_time_ms, received_ms,"
+            " state, attempts) VALUES (1, 'm1', 'acme', 'DELIVRD', 1, 1, 'delivered', 2)"
+        )
+        conn.execute(
+            "INSERT INTO deliveries (id, report_id, endpoint_id, state, tries, updated_ms)"
+            " VALUES (7, 1, 3, 'delivered', 2, 1)"
+        )
+        conn.executemany(
+            "INSERT INTO attempts VALUES (?, 7, 1, 3, ?, 1.5, ?, ?, ?)",
+            [(10, 100, 500, "http_error", "boom"), (11, 1100, 200, "delivered", "ok")],
+        )
+    st = SqliteStore(str(path))
+    await st.open()
+    try:
+        attempts = await st.list_attempts(1)
+        report = await st.get_report(1)
+    finally:
+        await st.close()
+    assert [(a.id, a.started_ms, a.http_status, a.outcome.value, a.snippet) for a in attempts] == [
+        (10, 100, 500, "http_error", "boom"),
+        (11, 1100, 200, "delivered", "ok"),
+    ]
+    assert report is not None and report.attempts == 2

@@ -18,6 +18,7 @@ from dlrpush.models import (
     IncomingReport,
     Message,
     PushItem,
+    PushOutcome,
     ReportState,
     Settlement,
 )
@@ -67,26 +68,24 @@ def _rep(msgid: str, status: str = "DELIVRD", t: int = T0) -> IncomingReport:
 
 def _settle(
     items: Sequence[PushItem], ep: Endpoint, state: DeliveryState, next_ms: int | None = None
-) -> list[Settlement]:
+) -> list[PushOutcome]:
+    """The outcome of one request that carried ``items``."""
+    ok = state is DeliveryState.DELIVERED
+    attempt = AttemptRecord(
+        endpoint_id=ep.id,
+        started_ms=T0,
+        latency_ms=1.5,
+        http_status=200 if ok else 500,
+        outcome=AttemptOutcome.DELIVERED if ok else AttemptOutcome.HTTP_ERROR,
+        snippet="ok",
+    )
     return [
-        Settlement(
-            attempt=AttemptRecord(
-                delivery_id=i.delivery_id,
-                report_id=i.report_id,
-                endpoint_id=ep.id,
-                started_ms=T0,
-                latency_ms=1.5,
-                http_status=200 if state is DeliveryState.DELIVERED else 500,
-                outcome=AttemptOutcome.DELIVERED
-                if state is DeliveryState.DELIVERED
-                else AttemptOutcome.HTTP_ERROR,
-                snippet="ok",
+        PushOutcome(
+            attempt,
+            tuple(
+                Settlement(i.delivery_id, i.report_id, state, i.tries + 1, next_ms) for i in items
             ),
-            state=state,
-            tries=i.tries + 1,
-            next_attempt_ms=next_ms,
         )
-        for i in items
     ]
 
 

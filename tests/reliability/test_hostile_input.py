@@ -31,7 +31,7 @@ from dlrpush.settings import Settings, parse_networks
 from dlrpush.store import open_store
 
 INT64 = range(-(2**63), 2**63)
-TABLES = ("accounts", "endpoints", "messages", "reports", "deliveries", "attempts")
+TABLES = ("accounts", "endpoints", "messages", "reports", "deliveries", "pushes")
 POST_ROUTES = (
     "/v1/messages",
     "/v1/reports",

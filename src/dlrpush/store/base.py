@@ -22,8 +22,8 @@ from dlrpush.models import (
     IncomingReport,
     Message,
     PushItem,
+    PushOutcome,
     ReportState,
-    Settlement,
 )
 
 
@@ -177,7 +177,7 @@ class Store(Protocol):
     ) -> list[PushItem]:
         """Lease up to ``limit`` due deliveries of one endpoint, oldest due first."""
 
-    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None: ...
+    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None: ...
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         """Give back leases of claimed deliveries that were not pushed."""

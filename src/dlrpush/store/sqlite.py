@@ -9,12 +9,10 @@ are released when the next one starts.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -32,8 +30,8 @@ from dlrpush.models import (
     IncomingReport,
     Message,
     PushItem,
+    PushOutcome,
     ReportState,
-    Settlement,
 )
 from dlrpush.store.base import (
     AttemptView,
@@ -53,6 +51,7 @@ from dlrpush.store.rows import (
     replay_filter,
     report_filter,
 )
+from dlrpush.store.serial import BACKGROUND, NORMAL, URGENT, SerialWorker
 
 T = TypeVar("T")
 
@@ -85,28 +84,27 @@ FROM (
 )
 """
 
-# A report's state is the least advanced of its deliveries. One row per report in the
-# JSON parameter: [report id, attempts made].
+# A report's state is the least advanced of its deliveries; the JSON parameter lists
+# the report ids to recompute.
 _REPORT_STATE_SQL = """
-UPDATE reports SET attempts = attempts + (s.value ->> 1), state = CASE
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
-                 AND d.state = 'pending') THEN 'pending'
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = reports.id
-                 AND d.state = 'failed') THEN 'failed'
-    ELSE 'delivered' END
+UPDATE reports SET state = (
+    SELECT CASE WHEN SUM(d.state = 'pending') > 0 THEN 'pending'
+                WHEN SUM(d.state = 'failed') > 0 THEN 'failed'
+                ELSE 'delivered' END
+    FROM deliveries d WHERE d.report_id = reports.id)
 FROM json_each(?) AS s
-WHERE reports.id = (s.value ->> 0)
+WHERE reports.id = s.value
 """
 
 # Bulk writes take their rows as one JSON array and expand it inside SQLite, so a batch
 # is one statement step whatever its size.
 _INSERT_REPORTS_SQL = """
 INSERT INTO reports (id, msgid, account_id, status, error_code, description, receipt,
-                     report_time_ms, received_ms, hold_until_ms, state, attempts)
+                     report_time_ms, received_ms, hold_until_ms, state)
 SELECT :first + j.key, j.value ->> 0, m.account_id, j.value ->> 1, j.value ->> 2,
        j.value ->> 3, j.value ->> 4, j.value ->> 5, :now,
        CASE WHEN m.account_id IS NULL THEN :hold_until END,
-       CASE WHEN m.account_id IS NULL THEN 'held' ELSE 'pending' END, 0
+       CASE WHEN m.account_id IS NULL THEN 'held' ELSE 'pending' END
 FROM json_each(:rows) AS j
 LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
 """
@@ -121,17 +119,25 @@ FROM reports r
 JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
 """
 
+# One row per delivery: [delivery id, state, tries, next attempt, push id]. A delivery
+# failed meanwhile (its endpoint was deleted) stays failed; the attempt is still logged.
+# (Every right-hand side reads the row as it was before the update.)
 _SETTLE_DELIVERIES_SQL = """
-UPDATE deliveries SET state = (s.value ->> 1), tries = (s.value ->> 2),
-       next_attempt_ms = (s.value ->> 3), lease_until_ms = 0, updated_ms = ?
+UPDATE deliveries SET
+    push_ids = json_insert(push_ids, '$[#]', s.value ->> 4),
+    attempts = attempts + 1,
+    state = IIF(state = 'pending', s.value ->> 1, state),
+    tries = IIF(state = 'pending', s.value ->> 2, tries),
+    next_attempt_ms = IIF(state = 'pending', s.value ->> 3, next_attempt_ms),
+    lease_until_ms = IIF(state = 'pending', 0, lease_until_ms),
+    updated_ms = IIF(state = 'pending', ?, updated_ms)
 FROM json_each(?) AS s
--- A delivery failed meanwhile (its endpoint was deleted) stays failed.
-WHERE deliveries.id = (s.value ->> 0) AND deliveries.state = 'pending'
+WHERE deliveries.id = (s.value ->> 0)
 """
 
-_INSERT_ATTEMPTS_SQL = """
-INSERT INTO attempts (delivery_id, report_id, endpoint_id, started_ms, latency_ms,
-                      http_status, outcome, snippet)
+_INSERT_PUSHES_SQL = """
+INSERT INTO pushes (id, endpoint_id, started_ms, latency_ms, http_status, outcome, snippet,
+                    items)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
        value ->> 6, value ->> 7
 FROM json_each(?)
@@ -164,14 +170,13 @@ class SqliteStore:
         self._sync_bookkeeping = "NORMAL" if self._sync_ack in ("FULL", "EXTRA") else self._sync_ack
         self._sync_now = self._sync_ack
         self._from_snapshot = install_from_snapshot
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrpush-sqlite")
+        self._worker = SerialWorker("dlrpush-sqlite")
         self._conn: sqlite3.Connection | None = None
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self._guarded, fn, *args))
+    async def _run(self, fn: Callable[..., T], *args: Any, priority: int = NORMAL) -> T:
+        return await self._worker.run(priority, partial(self._guarded, fn, *args))
 
     def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -294,7 +299,7 @@ class SqliteStore:
                 self._conn = None
 
         await self._run(_close)
-        self._executor.shutdown(wait=True)
+        self._worker.shutdown()
 
     async def housekeeping(self, now_ms: int) -> None:
         """Nothing to do: SQLite reuses freed pages by itself."""
@@ -468,7 +473,7 @@ class SqliteStore:
                     (now_ms, endpoint_id),
                 )
             ]
-            c.execute(_REPORT_STATE_SQL, (_json_ids((rid, 0) for rid in report_ids),))
+            c.execute(_REPORT_STATE_SQL, (_json_ids(report_ids),))
             return True
 
         return await self._run(self._write, _do)
@@ -588,42 +593,40 @@ class SqliteStore:
                 )
             return [push_item_from_row(r) for r in rows]
 
-        return await self._run(self._bookkeeping, _do)
+        return await self._run(self._bookkeeping, _do, priority=URGENT)
 
-    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
-        per_report: dict[int, int] = {}
-        for st in settlements:
-            rid = st.attempt.report_id
-            per_report[rid] = per_report.get(rid, 0) + 1
-        deliveries = orjson.dumps(
-            [
-                (st.attempt.delivery_id, st.state.value, st.tries, st.next_attempt_ms)
-                for st in settlements
-            ]
-        ).decode()
-        attempts = orjson.dumps(
-            [
-                (
-                    a.delivery_id,
-                    a.report_id,
-                    a.endpoint_id,
-                    a.started_ms,
-                    a.latency_ms,
-                    a.http_status,
-                    a.outcome.value,
-                    a.snippet,
-                )
-                for a in (st.attempt for st in settlements)
-            ]
-        ).decode()
-        reports = orjson.dumps(list(per_report.items())).decode()
-
+    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
         def _do(c: sqlite3.Connection) -> None:
-            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, deliveries))
-            c.execute(_INSERT_ATTEMPTS_SQL, (attempts,))
-            c.execute(_REPORT_STATE_SQL, (reports,))
+            first = self._next_id(c, "pushes")
+            pushes = []
+            deliveries = []
+            final: set[int] = set()
+            for push_id, (a, settlements) in enumerate(outcomes, first):
+                pushes.append(
+                    (
+                        push_id,
+                        a.endpoint_id,
+                        a.started_ms,
+                        a.latency_ms,
+                        a.http_status,
+                        a.outcome.value,
+                        a.snippet,
+                        len(settlements),
+                    )
+                )
+                for st in settlements:
+                    deliveries.append(
+                        (st.delivery_id, st.state.value, st.tries, st.next_attempt_ms, push_id)
+                    )
+                    # A retry leaves the report pending, as it was: nothing to rewrite.
+                    if st.state is not DeliveryState.PENDING:
+                        final.add(st.report_id)
+            c.execute(_INSERT_PUSHES_SQL, (_json_ids(pushes),))
+            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, _json_ids(deliveries)))
+            if final:
+                c.execute(_REPORT_STATE_SQL, (_json_ids(final),))
 
-        await self._run(self._bookkeeping, _do)
+        await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         ids = _json_ids(delivery_ids)
@@ -635,7 +638,7 @@ class SqliteStore:
                 (ids,),
             )
 
-        await self._run(self._bookkeeping, _do)
+        await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     async def release_all_leases(self) -> int:
         def _do(c: sqlite3.Connection) -> int:
@@ -644,7 +647,7 @@ class SqliteStore:
                 " WHERE state = 'pending' AND lease_until_ms > 0"
             ).rowcount
 
-        return await self._run(self._bookkeeping, _do)
+        return await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     async def due_endpoints(self, now_ms: int) -> dict[int, int]:
         def _do() -> dict[int, int]:
@@ -672,23 +675,28 @@ class SqliteStore:
                 (now_ms,),
             ).rowcount
 
-        return await self._run(self._bookkeeping, _do)
+        return await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     # -- reading and operating --------------------------------------------------------
 
-    def _deliveries_of(self, report_ids: Sequence[int]) -> dict[int, list[DeliveryView]]:
+    def _deliveries_of(
+        self, report_ids: Sequence[int]
+    ) -> tuple[dict[int, list[DeliveryView]], dict[int, int]]:
+        """Each report's deliveries, and its attempts (the sum over them)."""
         out: dict[int, list[DeliveryView]] = {}
-        for rid, ep, state, tries, nxt, upd in self.conn.execute(
-            "SELECT report_id, endpoint_id, state, tries, next_attempt_ms, updated_ms"
+        attempts: dict[int, int] = {}
+        for rid, ep, state, tries, nxt, upd, n in self.conn.execute(
+            "SELECT report_id, endpoint_id, state, tries, next_attempt_ms, updated_ms, attempts"
             " FROM deliveries WHERE report_id IN (SELECT value FROM json_each(?))"
             " ORDER BY report_id, endpoint_id",
             (_json_ids(report_ids),),
         ):
             out.setdefault(rid, []).append(DeliveryView(ep, DeliveryState(state), tries, nxt, upd))
-        return out
+            attempts[rid] = attempts.get(rid, 0) + n
+        return out, attempts
 
     def _views(self, rows: Sequence[Sequence[Any]]) -> list[ReportView]:
-        deliveries = self._deliveries_of([r[0] for r in rows])
+        deliveries, attempts = self._deliveries_of([r[0] for r in rows])
         return [
             ReportView(
                 id=r[0],
@@ -700,15 +708,14 @@ class SqliteStore:
                 report_time_ms=r[6],
                 received_ms=r[7],
                 state=ReportState(r[8]),
-                attempts=r[9],
+                attempts=attempts.get(r[0], 0),
                 deliveries=tuple(deliveries.get(r[0], ())),
             )
             for r in rows
         ]
 
     _REPORT_COLS = (
-        "id, msgid, account_id, status, error_code, description, report_time_ms,"
-        " received_ms, state, attempts"
+        "id, msgid, account_id, status, error_code, description, report_time_ms, received_ms, state"
     )
 
     async def list_reports(self, flt: ReportFilter, cursor: str | None, limit: int) -> Page:
@@ -741,10 +748,12 @@ class SqliteStore:
     async def list_attempts(self, report_id: int) -> list[AttemptView]:
         def _do() -> list[AttemptView]:
             return [
-                AttemptView(r[0], r[1], r[2], r[3], r[4], r[5], AttemptOutcome(r[6]), r[7])
+                AttemptView(r[0], report_id, r[1], r[2], r[3], r[4], AttemptOutcome(r[5]), r[6])
                 for r in self.conn.execute(
-                    "SELECT id, report_id, endpoint_id, started_ms, latency_ms, http_status,"
-                    " outcome, snippet FROM attempts WHERE report_id = ? ORDER BY id",
+                    "SELECT p.id, p.endpoint_id, p.started_ms, p.latency_ms, p.http_status,"
+                    " p.outcome, p.snippet FROM pushes p WHERE p.id IN"
+                    " (SELECT j.value FROM deliveries d, json_each(d.push_ids) j"
+                    "  WHERE d.report_id = ?) ORDER BY p.id",
                     (report_id,),
                 )
             ]

@@ -43,6 +43,8 @@ CREATE TABLE messages (
     created_ms      INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- The closing parenthesis of reports stays on its last column's line: that is how
+-- SQLite rewrites a table when a migration drops a column (0003), and the schemas must match.
 CREATE TABLE reports (
     id             INTEGER PRIMARY KEY,
     msgid          TEXT NOT NULL,
@@ -54,9 +56,7 @@ CREATE TABLE reports (
     report_time_ms INTEGER NOT NULL,
     received_ms    INTEGER NOT NULL,
     hold_until_ms  INTEGER,
-    state          TEXT NOT NULL,
-    attempts       INTEGER NOT NULL DEFAULT 0
-);
+    state          TEXT NOT NULL);
 CREATE INDEX reports_msgid ON reports(msgid);
 CREATE INDEX reports_waiting ON reports(msgid) WHERE state IN ('held', 'unmatched');
 CREATE INDEX reports_held_until ON reports(hold_until_ms) WHERE state = 'held';
@@ -64,6 +64,8 @@ CREATE INDEX reports_account ON reports(account_id, id);
 CREATE INDEX reports_state ON reports(state, id);
 CREATE INDEX reports_received ON reports(received_ms);
 
+-- push_ids: a JSON array of pushes.id, oldest first; attempts: every attempt ever made,
+-- replays included (tries restarts at each replay).
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY,
     report_id       INTEGER NOT NULL,
@@ -73,22 +75,23 @@ CREATE TABLE deliveries (
     next_attempt_ms INTEGER,
     lease_until_ms  INTEGER NOT NULL DEFAULT 0,
     updated_ms      INTEGER NOT NULL,
+    push_ids        TEXT NOT NULL DEFAULT '[]',
+    attempts        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (report_id, endpoint_id)
 );
 CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_ms) WHERE state = 'pending';
 
-CREATE TABLE attempts (
+-- One row per HTTP request; deliveries.push_ids says which deliveries it carried.
+CREATE TABLE pushes (
     id          INTEGER PRIMARY KEY,
-    delivery_id INTEGER NOT NULL,
-    report_id   INTEGER NOT NULL,
     endpoint_id INTEGER NOT NULL,
     started_ms  INTEGER NOT NULL,
     latency_ms  REAL NOT NULL,
     http_status INTEGER,
     outcome     TEXT NOT NULL,
-    snippet     TEXT NOT NULL
+    snippet     TEXT NOT NULL,
+    items       INTEGER NOT NULL
 );
-CREATE INDEX attempts_report ON attempts(report_id, id);
 
 -- Per-account API keys (only a hash of each key is stored).
 CREATE TABLE api_keys (

@@ -1,0 +1,87 @@
+"""One worker thread that runs calls one at a time, most urgent first.
+
+The SQLite store runs every call on a single thread. With a plain FIFO a claim that a
+healthy endpoint is waiting on queues behind every settle batch a failing neighbour has
+produced; here a call carries a priority, so latency-critical work only waits for the
+call already running. Lower priorities are never starved: after a few calls in a row
+from above, the oldest waiting lower call runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+URGENT = 0  # a push is waiting: claims
+NORMAL = 1  # a client is waiting for an answer: API calls
+BACKGROUND = 2  # nobody waits: outcomes, lease releases, expiry
+# After this many calls taken ahead of waiting lower-priority work, one of those runs.
+FAIRNESS_STREAK = 4
+
+_Call = tuple[Callable[[], Any], Future[Any]]
+
+
+class SerialWorker:
+    def __init__(self, name: str) -> None:
+        self._queues: tuple[deque[_Call], ...] = (deque(), deque(), deque())
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._streak = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._started = False
+
+    def _next(self) -> _Call | None:
+        with self._cond:
+            while True:
+                waiting = [q for q in self._queues if q]
+                if waiting:
+                    break
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            top = waiting[0]
+            if len(waiting) > 1 and self._streak >= FAIRNESS_STREAK:
+                self._streak = 0
+                return waiting[-1].popleft()
+            self._streak = self._streak + 1 if len(waiting) > 1 else 0
+            return top.popleft()
+
+    def _loop(self) -> None:
+        while (call := self._next()) is not None:
+            fn, fut = call
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the store worker has stopped")
+            if not self._started:
+                self._thread.start()
+                self._started = True
+            self._queues[priority].append((fn, fut))
+            self._cond.notify()
+        return fut
+
+    async def run(self, priority: int, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.submit(priority, fn))
+
+    def shutdown(self) -> None:
+        """Run what is queued, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            started = self._started
+            self._cond.notify()
+        if started:
+            self._thread.join()
