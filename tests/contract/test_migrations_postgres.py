@@ -72,7 +72,7 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
         for part in got_fresh:
             assert got_fresh[part] == got_stepped[part], part
         tables = {r[0] for r in got_fresh["columns"]}
-        assert {"accounts", "endpoints", "messages", "reports", "deliveries", "attempts"} <= tables
+        assert {"accounts", "endpoints", "messages", "reports", "deliveries", "pushes"} <= tables
         # The partial indexes the claim, the matcher and the hold sweep rely on.
         defs = {name: d for _, name, d in got_fresh["indexes"]}
         assert "WHERE (state = 'pending'::text)" in defs["deliveries_due"]
@@ -118,3 +118,55 @@ async def test_stepped_install_can_be_reopened() -> None:
         with psycopg.connect(url) as conn:
             versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
         assert sorted(versions) == [m.version for m in load_migrations("postgres")]
+
+
+async def test_the_attempt_log_survives_the_move_to_one_row_per_request() -> None:
+    """A store from before 0003 (one attempt row per report) keeps every attempt, and
+    new attempts get ids after the old ones."""
+    with pg_schema() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+            )
+            for mig in load_migrations("postgres"):
+                if mig.version >= 3:
+                    break
+                for statement in mig.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, 1)", (mig.version, mig.name)
+                )
+            conn.execute("INSERT INTO accounts VALUES ('acme', 'Acme', 1)")
+            conn.execute(
+                "INSERT INTO reports (id, msgid, account_id, status, report_time_ms,"
+                " received_ms, state, attempts)"
+                " OVERRIDING SYSTEM VALUE VALUES (1, 'm1', 'acme', 'DELIVRD', 1, 1, 'delivered', 2)"
+            )
+            conn.execute(
+                "INSERT INTO deliveries (id, report_id, endpoint_id, state, tries, updated_ms)"
+                " OVERRIDING SYSTEM VALUE VALUES (7, 1, 3, 'delivered', 2, 1)"
+            )
+            for attempt_id, started, status, outcome, snippet in (
+                (10, 100, 500, "http_error", "boom"),
+                (11, 1100, 200, "delivered", "ok"),
+            ):
+                conn.execute(
+                    "INSERT INTO attempts (id, delivery_id, report_id, endpoint_id, started_ms,"
+                    " latency_ms, http_status, outcome, snippet)"
+                    " OVERRIDING SYSTEM VALUE VALUES (%s, 7, 1, 3, %s, 1.5, %s, %s, %s)",
+                    (attempt_id, started, status, outcome, snippet),
+                )
+        st = PostgresStore(url)
+        await st.open()
+        try:
+            attempts = await st.list_attempts(1)
+            report = await st.get_report(1)
+        finally:
+            await st.close()
+        with psycopg.connect(url) as conn:
+            (next_id,) = conn.execute("SELECT nextval('pushes_id_seq')").fetchone() or (0,)
+    got = [(a.id, a.started_ms, a.http_status, a.outcome.value, a.snippet) for a in attempts]
+    assert got == [(10, 100, 500, "http_error", "boom"), (11, 1100, 200, "delivered", "ok")]
+    assert report is not None and report.attempts == 2
+    assert next_id > 11

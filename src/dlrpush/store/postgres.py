@@ -37,6 +37,7 @@ from dlrpush.models import (
     IncomingReport,
     Message,
     PushItem,
+    PushOutcome,
     ReportState,
     Settlement,
 )
@@ -110,14 +111,61 @@ WITH cfg AS (
     FROM picked WHERE d.id = picked.id
     RETURNING d.id, d.report_id, d.tries, d.next_attempt_ms
 )
-SELECT l.id, l.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
-       r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
-       m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, l.tries
+SELECT l.id, l.report_id, x.msgid, x.phone, x.segments, x.status, x.description,
+       x.report_time_ms, x.uid, x.batch_seq, x.request_time_ms, x.unit_price, x.currency,
+       x.access_number, x.country_number, x.region_code, x.mno_name, x.mcc, x.mnc, l.tries
 FROM leased l
-JOIN reports r ON r.id = l.report_id
-JOIN messages m ON m.msgid = r.msgid
+CROSS JOIN LATERAL (
+    SELECT r.msgid, m.phone, m.segments, r.status, r.description, r.report_time_ms, m.uid,
+           m.batch_seq, m.request_time_ms, m.unit_price, m.currency, m.access_number,
+           m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc
+    FROM reports r JOIN messages m ON m.msgid = r.msgid
+    WHERE r.id = l.report_id
+    -- Keeps the lookup a per-row index probe: joined plainly, the planner reads all of
+    -- reports into a hash table for 100 rows whenever it holds fewer than some 50,000
+    -- (measured: 7 ms instead of 0.3 ms per claim at 20,000 reports).
+    OFFSET 0
+) x
 CROSS JOIN cfg
 ORDER BY l.next_attempt_ms, l.id
+"""
+
+# A settle in one statement: the attempts (one per request) get their ids up front (the
+# ``p`` CTE is read twice, so it runs once), which lets the same statement append them
+# to the deliveries they carried. A delivery failed meanwhile (its endpoint was deleted)
+# stays failed, but the attempt made is still counted.
+_SETTLE_SQL = """
+WITH p AS (
+    SELECT nextval('pushes_id_seq') AS id, t.*
+    FROM unnest(%(p_endpoint)b::bigint[], %(p_started)b::bigint[],
+                %(p_latency)b::double precision[], %(p_status)b::integer[],
+                %(p_outcome)b::text[], %(p_snippet)b::text[], %(p_items)b::integer[])
+         WITH ORDINALITY AS t(endpoint_id, started_ms, latency_ms, http_status, outcome,
+                              snippet, items, ord)
+), inserted AS (
+    INSERT INTO pushes (id, endpoint_id, started_ms, latency_ms, http_status, outcome,
+                        snippet, items)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, endpoint_id, started_ms, latency_ms, http_status, outcome, snippet, items
+    FROM p ORDER BY ord
+)
+UPDATE deliveries d SET
+    state = CASE WHEN d.state = 'pending' THEN s.state ELSE d.state END,
+    tries = CASE WHEN d.state = 'pending' THEN s.tries ELSE d.tries END,
+    next_attempt_ms = CASE WHEN d.state = 'pending' THEN s.next_ms ELSE d.next_attempt_ms END,
+    updated_ms = CASE WHEN d.state = 'pending' THEN %(now)s::bigint ELSE d.updated_ms END,
+    lease_until_ms = 0,
+    push_ids = d.push_ids || c.push_ids,
+    attempts = d.attempts + cardinality(c.push_ids)
+FROM unnest(%(d_id)b::bigint[], %(d_state)b::text[], %(d_tries)b::integer[],
+            %(d_next)b::bigint[]) AS s(id, state, tries, next_ms)
+JOIN (
+    SELECT x.id, array_agg(p.id ORDER BY p.id) AS push_ids
+    FROM unnest(%(c_delivery)b::bigint[], %(c_push)b::bigint[]) AS x(id, ord)
+    JOIN p ON p.ord = x.ord
+    GROUP BY x.id
+) c ON c.id = s.id
+WHERE d.id = s.id
 """
 
 # Report rows are locked in id order by a statement of their own before the state is
@@ -134,17 +182,19 @@ SELECT id FROM reports WHERE id = ANY(%b::bigint[]) ORDER BY id FOR NO KEY UPDAT
 # The state comes from a LATERAL aggregate, one index probe per report. Written as
 # EXISTS subqueries, the planner may turn them into hashed subplans that read every
 # pending delivery on each settle (measured: 200 ms instead of 5 ms per 100 reports
-# when the statistics are stale, as they are with autovacuum off).
+# when the statistics are stale, as they are with autovacuum off). A report whose state
+# stays as it was is not rewritten. ``r.id = ANY`` lets the reports be found by their
+# key: with the join alone, a table of up to some 50,000 rows is read whole each time.
 _REPORT_STATE_SQL = """
-UPDATE reports r SET attempts = r.attempts + s.n, state = agg.state
-FROM unnest(%b::bigint[], %b::integer[]) AS s(id, n)
+UPDATE reports r SET state = agg.state
+FROM unnest(%(ids)b::bigint[]) AS s(id)
 CROSS JOIN LATERAL (
     SELECT CASE WHEN bool_or(d.state = 'pending') THEN 'pending'
                 WHEN bool_or(d.state = 'failed') THEN 'failed'
                 ELSE 'delivered' END AS state
     FROM deliveries d WHERE d.report_id = s.id
 ) AS agg
-WHERE r.id = s.id
+WHERE r.id = s.id AND r.id = ANY(%(ids)b::bigint[]) AND r.state <> agg.state
 """
 
 # One delivery per enabled, live endpoint of each matched report's account. The
@@ -220,11 +270,11 @@ _REPORT_ORDER_LOCK_SQL = (
 # ids in input order, as SQLite does.
 _INSERT_REPORTS_SQL = """
 INSERT INTO reports (msgid, account_id, status, error_code, description, receipt,
-                     report_time_ms, received_ms, hold_until_ms, state, attempts)
+                     report_time_ms, received_ms, hold_until_ms, state)
 SELECT t.msgid, m.account_id, t.status, t.error_code, t.description, t.receipt,
        t.report_time_ms, %(now)s::bigint,
        CASE WHEN m.msgid IS NULL THEN %(hold_until)s::bigint END,
-       CASE WHEN m.msgid IS NULL THEN 'held' ELSE 'pending' END, 0
+       CASE WHEN m.msgid IS NULL THEN 'held' ELSE 'pending' END
 FROM unnest(%(msgid)b::text[], %(status)b::text[], %(error_code)b::text[],
             %(description)b::text[], %(receipt)b::text[], %(report_time_ms)b::bigint[])
      WITH ORDINALITY AS t(msgid, status, error_code, description, receipt,
@@ -235,14 +285,15 @@ RETURNING id, account_id
 """
 
 # Deliveries are aggregated per report in the same statement, so a listed report and
-# its deliveries come from one snapshot.
+# its deliveries come from one snapshot. A report's attempts are the sum over them.
 _REPORT_VIEW_SQL = """
 SELECT r.id, r.msgid, r.account_id, r.status, r.error_code, r.description, r.report_time_ms,
-       r.received_ms, r.state, r.attempts, d.endpoint_ids, d.states, d.tries, d.next_ms,
-       d.updated_ms
+       r.received_ms, r.state, COALESCE(d.attempts, 0), d.endpoint_ids, d.states, d.tries,
+       d.next_ms, d.updated_ms
 FROM reports r
 LEFT JOIN LATERAL (
-    SELECT array_agg(endpoint_id ORDER BY endpoint_id) AS endpoint_ids,
+    SELECT sum(attempts)::integer AS attempts,
+           array_agg(endpoint_id ORDER BY endpoint_id) AS endpoint_ids,
            array_agg(state ORDER BY endpoint_id) AS states,
            array_agg(tries ORDER BY endpoint_id) AS tries,
            array_agg(next_attempt_ms ORDER BY endpoint_id) AS next_ms,
@@ -680,7 +731,7 @@ class PostgresStore:
                 (now_ms, endpoint_id),
             )
             report_ids = sorted({r[0] for r in await cur.fetchall()})
-            await self._refresh_reports(conn, {rid: 0 for rid in report_ids})
+            await self._refresh_reports(conn, report_ids)
         return True
 
     # -- ingest -----------------------------------------------------------------------
@@ -801,68 +852,59 @@ class PostgresStore:
             rows = await cur.fetchall()
         return [push_item_from_row(r) for r in rows]
 
-    async def settle(self, settlements: Sequence[Settlement], now_ms: int) -> None:
-        if not settlements:
+    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
+        if not outcomes:
             return
         # One row per delivery, the last settlement winning as it would when applied in
-        # order; every attempt is still recorded.
-        last = {s.attempt.delivery_id: s for s in settlements}
+        # order; every push that carried it is still listed.
+        last: dict[int, Settlement] = {}
+        carried: list[tuple[int, int]] = []  # (delivery id, push ordinal)
+        final: set[int] = set()
+        for ordinal, (_, settlements) in enumerate(outcomes, 1):
+            for st in settlements:
+                last[st.delivery_id] = st
+                carried.append((st.delivery_id, ordinal))
+                # A retry leaves the report pending, as it was: nothing to rewrite.
+                if st.state is not DeliveryState.PENDING:
+                    final.add(st.report_id)
         ordered = [last[d] for d in sorted(last)]
-        attempts = [s.attempt for s in settlements]
-        per_report: dict[int, int] = {}
-        for a in attempts:
-            per_report[a.report_id] = per_report.get(a.report_id, 0) + 1
-        async with self._conn() as conn, conn.transaction():
+        attempts = [o.attempt for o in outcomes]
+        params = {
+            "p_endpoint": [a.endpoint_id for a in attempts],
+            "p_started": [a.started_ms for a in attempts],
+            "p_latency": [float(a.latency_ms) for a in attempts],
+            "p_status": [a.http_status for a in attempts],
+            "p_outcome": [a.outcome.value for a in attempts],
+            "p_snippet": [_text(a.snippet) for a in attempts],
+            "p_items": [len(o.settlements) for o in outcomes],
+            "c_delivery": [d for d, _ in carried],
+            "c_push": [o for _, o in carried],
+            "d_id": [st.delivery_id for st in ordered],
+            "d_state": [st.state.value for st in ordered],
+            "d_tries": [st.tries for st in ordered],
+            "d_next": [st.next_attempt_ms for st in ordered],
+            "now": now_ms,
+        }
+        # Pipelined: the statements go out together and the transaction is one round
+        # trip instead of six; the server still runs them in order, each with its own
+        # snapshot, which the report lock below relies on.
+        async with self._conn() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(_BOOKKEEPING_SQL)
-            await conn.execute(
-                "UPDATE deliveries d SET state = s.state, tries = s.tries,"
-                " next_attempt_ms = s.next_ms, lease_until_ms = 0, updated_ms = %s"
-                " FROM unnest(%b::bigint[], %b::text[], %b::integer[], %b::bigint[])"
-                " AS s(id, state, tries, next_ms) WHERE d.id = s.id"
-                # A delivery failed meanwhile (its endpoint was deleted) stays failed.
-                " AND d.state = 'pending'",
-                (
-                    now_ms,
-                    [s.attempt.delivery_id for s in ordered],
-                    [s.state.value for s in ordered],
-                    [s.tries for s in ordered],
-                    [s.next_attempt_ms for s in ordered],
-                ),
-            )
-            await conn.execute(
-                "INSERT INTO attempts (delivery_id, report_id, endpoint_id, started_ms,"
-                " latency_ms, http_status, outcome, snippet)"
-                " SELECT delivery_id, report_id, endpoint_id, started_ms, latency_ms,"
-                " http_status, outcome, snippet"
-                " FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],"
-                " %b::double precision[], %b::integer[], %b::text[], %b::text[])"
-                " WITH ORDINALITY AS t(delivery_id, report_id, endpoint_id, started_ms,"
-                " latency_ms, http_status, outcome, snippet, ord) ORDER BY ord",
-                (
-                    [a.delivery_id for a in attempts],
-                    [a.report_id for a in attempts],
-                    [a.endpoint_id for a in attempts],
-                    [a.started_ms for a in attempts],
-                    [float(a.latency_ms) for a in attempts],
-                    [a.http_status for a in attempts],
-                    [a.outcome.value for a in attempts],
-                    [_text(a.snippet) for a in attempts],
-                ),
-            )
-            await self._refresh_reports(conn, per_report)
+            await conn.execute(_SETTLE_SQL, params)
+            await self._refresh_reports(conn, final)
 
-    async def _refresh_reports(self, conn: Conn, per_report: dict[int, int]) -> None:
-        """Add attempt counts and recompute the state of these reports (in a transaction)."""
-        if not per_report:
+    async def _refresh_reports(self, conn: Conn, report_ids: Collection[int]) -> None:
+        """Recompute the state of these reports (in a transaction)."""
+        if not report_ids:
             return
-        ids = sorted(per_report)
+        ids = sorted(report_ids)
         await conn.execute(_LOCK_REPORTS_SQL, (ids,))
-        await conn.execute(_REPORT_STATE_SQL, (ids, [per_report[i] for i in ids]))
+        await conn.execute(_REPORT_STATE_SQL, {"ids": ids})
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         if not delivery_ids:
             return
-        async with self._conn() as conn, conn.transaction():
+        async with self._conn() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(_BOOKKEEPING_SQL)
             await conn.execute(
                 "UPDATE deliveries SET lease_until_ms = 0 WHERE id = ANY(%b::bigint[])",
@@ -934,13 +976,14 @@ class PostgresStore:
     async def list_attempts(self, report_id: int) -> list[AttemptView]:
         async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT id, report_id, endpoint_id, started_ms, latency_ms, http_status,"
-                " outcome, snippet FROM attempts WHERE report_id = %s ORDER BY id",
+                "SELECT id, endpoint_id, started_ms, latency_ms, http_status, outcome, snippet"
+                " FROM pushes WHERE id IN (SELECT unnest(push_ids) FROM deliveries"
+                " WHERE report_id = %s) ORDER BY id",
                 (report_id,),
             )
             rows = await cur.fetchall()
         return [
-            AttemptView(r[0], r[1], r[2], r[3], r[4], r[5], AttemptOutcome(r[6]), r[7])
+            AttemptView(r[0], report_id, r[1], r[2], r[3], r[4], AttemptOutcome(r[5]), r[6])
             for r in rows
         ]
 

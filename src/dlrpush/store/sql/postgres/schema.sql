@@ -1,6 +1,8 @@
 -- dlrpush schema, PostgreSQL: the fresh-install snapshot. Keep equal to all migrations applied in order (tests/contract/test_migrations_postgres.py checks).
 -- Hot rows (deliveries, reports) leave page room so updates can stay on their page (HOT);
--- deliveries.lease_until_ms is in no index, so a claim, which only sets the lease, is HOT.
+-- deliveries.lease_until_ms is in no index, so a claim, which only sets the lease, is HOT
+-- as long as the page has room for a new version of every row leased from it: hence half
+-- of each deliveries page is left free.
 CREATE TABLE accounts (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -57,8 +59,7 @@ CREATE TABLE reports (
     received_ms    BIGINT NOT NULL,
     hold_until_ms  BIGINT,
     state          TEXT NOT NULL
-        CHECK (state IN ('held', 'unmatched', 'pending', 'failed', 'delivered')),
-    attempts       INTEGER NOT NULL DEFAULT 0
+        CHECK (state IN ('held', 'unmatched', 'pending', 'failed', 'delivered'))
 ) WITH (fillfactor = 90);
 CREATE INDEX reports_msgid ON reports(msgid);
 CREATE INDEX reports_waiting ON reports(msgid) WHERE state IN ('held', 'unmatched');
@@ -76,24 +77,26 @@ CREATE TABLE deliveries (
     next_attempt_ms BIGINT,
     lease_until_ms  BIGINT NOT NULL DEFAULT 0,
     updated_ms      BIGINT NOT NULL,
+    push_ids        BIGINT[] NOT NULL DEFAULT '{}',
+    attempts        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (report_id, endpoint_id)
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 50);
 -- id is the claim's tie-break (ORDER BY next_attempt_ms, id): with it in the key a claim
 -- reads its LIMIT rows straight off the index instead of sorting every due row first.
 CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_ms, id) WHERE state = 'pending';
 
-CREATE TABLE attempts (
+-- One row per HTTP request (the attempt log); deliveries.push_ids lists the requests
+-- that carried each delivery, deliveries.attempts counts every attempt, replays included.
+CREATE TABLE pushes (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    delivery_id BIGINT NOT NULL,
-    report_id   BIGINT NOT NULL,
     endpoint_id BIGINT NOT NULL,
     started_ms  BIGINT NOT NULL,
     latency_ms  DOUBLE PRECISION NOT NULL,
     http_status INTEGER,
     outcome     TEXT NOT NULL,
-    snippet     TEXT NOT NULL
+    snippet     TEXT NOT NULL,
+    items       INTEGER NOT NULL
 );
-CREATE INDEX attempts_report ON attempts(report_id, id);
 
 -- Per-account API keys (only a hash of each key is stored).
 CREATE TABLE api_keys (
