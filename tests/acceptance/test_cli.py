@@ -203,3 +203,31 @@ def test_store_passwords_never_appear_in_errors(test_env: dict[str, str]) -> Non
     result = dlrpush(test_env, "migrate", "--store", "mysql://app:hunter2@db/x")
     assert_plain_error(result, "unknown scheme")
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_second_dispatcher_on_one_sqlite_file_is_refused(
+    spawn: Callable[..., Proc], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    service = spawn("serve", "--port", "0", "--store", store)
+
+    second = dlrpush(test_env, "worker", "--store", store)
+
+    assert_plain_error(second, "another dispatcher", f"pid {service.popen.pid}")
+    # The API-only layout beside it is fine, and the first one is unharmed.
+    api_only = spawn("serve", "--no-dispatch", "--port", "0", "--store", store)
+    assert http("GET", api_only.url + "/healthz")[0] == 200
+    assert http("GET", service.url + "/healthz")[0] == 200
+
+
+def test_the_dispatcher_lock_goes_with_a_killed_process(
+    spawn: Callable[..., Proc], test_env: dict[str, str], tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    first = spawn("serve", "--port", "0", "--store", store)
+    first.popen.kill()
+    first.popen.wait(10)
+
+    again = spawn("serve", "--port", "0", "--store", store)
+
+    assert http("GET", again.url + "/healthz")[0] == 200

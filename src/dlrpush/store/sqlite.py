@@ -1,14 +1,17 @@
 """The embedded SQLite store: one file in WAL mode, every call on one dedicated thread.
 
 SQLite allows one writer at a time, so all work runs on a single thread with a single
-connection; that thread is the serialisation point and the event loop never blocks on
-disk. Ids are assigned here (max + 1 inside the write transaction) so batches insert
-with ``executemany``. One dispatcher process per file: leases left by a killed process
-are released when the next one starts.
+connection (``serial.py``, most urgent call first); that thread is the serialisation
+point and the event loop never blocks on disk. Batches are passed as one JSON array and
+expanded inside SQLite, one statement step per batch (see ``open`` for why). One
+dispatcher process per file, held by a lock file beside the database: leases left by a
+killed process are released when the next one starts.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import sys
 import time
@@ -171,6 +174,7 @@ class SqliteStore:
         self._sync_now = self._sync_ack
         self._from_snapshot = install_from_snapshot
         self._worker = SerialWorker("dlrpush-sqlite")
+        self._dispatch_lock: int | None = None
         self._conn: sqlite3.Connection | None = None
 
     # -- plumbing ---------------------------------------------------------------------
@@ -302,6 +306,34 @@ class SqliteStore:
 
         await self._run(_close)
         self._worker.shutdown()
+        if self._dispatch_lock is not None:
+            os.close(self._dispatch_lock)  # releases the lock
+            self._dispatch_lock = None
+
+    def _take_dispatch_lock(self) -> None:
+        """Become the file's one dispatcher, or fail saying who is.
+
+        A second dispatcher on the same file would release the first one's leases and
+        push its work twice; an advisory lock on a file beside the database keeps it
+        out, and the kernel drops the lock when the holder exits, even on ``kill -9``.
+        """
+        if self._path == ":memory:" or self._dispatch_lock is not None:
+            return
+        lock_path = self._path + ".dispatch.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"another dispatcher (pid {holder}) already pushes from {self._path};"
+                " a SQLite store has exactly one (`serve`, or `serve --no-dispatch` plus"
+                " one `worker`)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._dispatch_lock = fd
 
     async def housekeeping(self, now_ms: int) -> None:
         """Nothing to do: SQLite reuses freed pages by itself."""
@@ -643,6 +675,9 @@ class SqliteStore:
         await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     async def release_all_leases(self) -> int:
+        # Only the file's dispatcher may do this: it is how a dispatcher starts.
+        self._take_dispatch_lock()
+
         def _do(c: sqlite3.Connection) -> int:
             return c.execute(
                 "UPDATE deliveries SET lease_until_ms = 0"

@@ -1,0 +1,166 @@
+"""Two measurements behind the SQLite store's design, small enough to rerun anywhere.
+
+1. **A batch as one statement step.** Python's ``sqlite3`` releases the GIL around each
+   ``sqlite3_step`` and must win it back afterwards. ``executemany`` over N rows is N
+   steps; beside a thread that keeps the interpreter busy (the event loop, in the
+   service) each one may wait a whole switch interval. The same rows passed as one JSON
+   array and expanded by ``json_each`` are one step. Timed alone, beside a busy thread,
+   and with the switch interval lowered to 1 ms as the service does.
+2. **Building a record per report.** A frozen dataclass's ``__init__`` sets every field
+   through ``object.__setattr__``; a named tuple is built in one call.
+
+    python -m bench.micro [--rows 1000] [--repeat 20]
+
+Prints a markdown table. Nothing is written to disk except a scratch SQLite file in a
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import timeit
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import make_dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from dlrpush.store.migrations import load_fresh_schema
+
+_COLUMNS = (
+    "id, msgid, account_id, status, error_code, description, receipt, report_time_ms,"
+    " received_ms, hold_until_ms, state"
+)
+_MANY = f"INSERT INTO reports ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_JSON = (
+    f"INSERT INTO reports ({_COLUMNS}) SELECT "
+    + ", ".join(f"value ->> {i}" for i in range(11))
+    + " FROM json_each(?)"
+)
+
+
+def _rows(first: int, n: int) -> list[tuple[object, ...]]:
+    t = 1_700_000_000_000
+    rows: list[tuple[object, ...]] = []
+    for i in range(first, first + n):
+        # Scattered msgids, as real ones are: the msgid index takes random inserts.
+        msgid = f"{i * 7919 % 10**12:020d}"
+        rows.append((i, msgid, "acme", "DELIVRD", None, None, None, t, t, None, "pending"))
+    return rows
+
+
+@contextmanager
+def _busy_thread() -> Iterator[None]:
+    """A thread that never waits, as a loaded event loop."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+def _insert_ms(path: Path, mode: str, rows: int, repeat: int) -> float:
+    """Mean milliseconds to insert and commit ``rows`` reports in one transaction."""
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for statement in load_fresh_schema("sqlite"):
+        conn.execute(statement)
+    total = 0.0
+    for r in range(repeat):
+        batch = _rows(r * rows + 1, rows)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN")
+        if mode == "executemany":
+            conn.executemany(_MANY, batch)
+        else:
+            conn.execute(_JSON, (orjson.dumps(batch).decode(),))
+        conn.execute("COMMIT")
+        total += time.perf_counter() - t0
+    conn.close()
+    return total / repeat * 1000
+
+
+def _run_in_thread(fn: Callable[[], float]) -> float:
+    """The store runs its calls on a thread of its own; so does this."""
+    out: list[float] = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+class _Tuple(NamedTuple):
+    a: int
+    b: int
+    c: str
+    d: str
+    e: int
+    f: str
+    g: str | None
+    h: int
+
+
+# The same eight fields as a frozen dataclass.
+_Frozen: Any = make_dataclass(
+    "_Frozen", list(_Tuple.__annotations__.items()), frozen=True, slots=True
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1000, help="rows per batch (default 1000)")
+    ap.add_argument("--repeat", type=int, default=20, help="batches per figure (default 20)")
+    args = ap.parse_args(argv)
+
+    print(f"`python -m bench.micro --rows {args.rows} --repeat {args.repeat}`\n")
+    print(f"| insert {args.rows} reports, one transaction | switch interval | ms |")
+    print("| --- | ---: | ---: |")
+    default_switch = sys.getswitchinterval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "micro.db"
+        for busy, switch in ((False, default_switch), (True, default_switch), (True, 0.001)):
+            sys.setswitchinterval(switch)
+            for mode in ("executemany", "json_each"):
+                # executemany beside a busy thread at 5 ms can take seconds a batch.
+                repeat = 2 if (busy and mode == "executemany") else args.repeat
+                with _busy_thread() if busy else _nullcontext():
+                    ms = _run_in_thread(partial(_insert_ms, path, mode, args.rows, repeat))
+                where = "beside a busy thread" if busy else "alone"
+                print(f"| `{mode}`, {where} | {switch * 1000:g} ms | {ms:,.1f} |")
+        sys.setswitchinterval(default_switch)
+
+    values = (1, 2, "m", "DELIVRD", 3, "x", None, 4)
+    n = 200_000
+    frozen = timeit.timeit(lambda: _Frozen(*values), number=n) / n * 1e6
+    named = timeit.timeit(lambda: _Tuple(*values), number=n) / n * 1e6
+    print("\n| build one 8-field record | µs |")
+    print("| --- | ---: |")
+    print(f"| frozen dataclass (slots) | {frozen:.2f} |")
+    print(f"| named tuple | {named:.2f} |")
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Smoke test of ``python -m bench.micro``: it runs and prints both of its tables.
+
+Only the shape is checked; the figures belong to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_micro_benchmark_prints_every_row() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.micro", "--rows", "20", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| `")]
+    assert len(rows) == 6  # two ways, three conditions
+    for line in rows:
+        ms = float(line.rsplit("|", 2)[1].replace(",", ""))
+        assert ms > 0, line
+    assert "| frozen dataclass (slots) |" in done.stdout
+    assert "| named tuple |" in done.stdout
