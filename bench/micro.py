@@ -8,8 +8,11 @@
    and with the switch interval lowered to 1 ms as the service does.
 2. **Building a record per report.** A frozen dataclass's ``__init__`` sets every field
    through ``object.__setattr__``; a named tuple is built in one call.
+3. **The SQLite store's hot calls**, one at a time on a fresh file with nothing else
+   running: ingest in arrays of 1,000, claims of 400, settles of requests of 100 (the
+   ``ucloud`` shape). Wall time per report, store thread hand-offs included.
 
-    python -m bench.micro [--rows 1000] [--repeat 20]
+    python -m bench.micro [--rows 1000] [--repeat 20] [--reports 20000]
 
 Prints a markdown table. Nothing is written to disk except a scratch SQLite file in a
 temporary directory.
@@ -18,6 +21,7 @@ temporary directory.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sqlite3
 import sys
 import tempfile
@@ -33,7 +37,20 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryState,
+    Endpoint,
+    Enrichment,
+    IncomingReport,
+    Message,
+    PushOutcome,
+    Settlement,
+)
 from dlrpush.store.migrations import load_fresh_schema
+from dlrpush.store.sqlite import SqliteStore
 
 _COLUMNS = (
     "id, msgid, account_id, status, error_code, description, receipt, report_time_ms,"
@@ -128,9 +145,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1000, help="rows per batch (default 1000)")
     ap.add_argument("--repeat", type=int, default=20, help="batches per figure (default 20)")
+    ap.add_argument(
+        "--reports", type=int, default=20_000, help="reports through the store (default 20000)"
+    )
     args = ap.parse_args(argv)
 
-    print(f"`python -m bench.micro --rows {args.rows} --repeat {args.repeat}`\n")
+    print(
+        f"`python -m bench.micro --rows {args.rows} --repeat {args.repeat}"
+        f" --reports {args.reports}`\n"
+    )
     print(f"| insert {args.rows} reports, one transaction | switch interval | ms |")
     print("| --- | ---: | ---: |")
     default_switch = sys.getswitchinterval()
@@ -155,6 +178,63 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- | ---: |")
     print(f"| frozen dataclass (slots) | {frozen:.2f} |")
     print(f"| named tuple | {named:.2f} |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        calls = asyncio.run(_store_calls(str(Path(tmp) / "calls.db"), args.reports))
+    print(f"\n| SQLite store call ({args.reports:,} reports) | µs per report |")
+    print("| --- | ---: |")
+    for name, us in calls.items():
+        print(f"| {name} | {us:.1f} |")
+
+
+async def _store_calls(path: str, n: int) -> dict[str, float]:
+    """Wall time per report of each hot store call, run one at a time."""
+    store = SqliteStore(path)
+    await store.open()
+    spent = {"add_reports (arrays of 1,000)": 0.0, "claim (400 at a time)": 0.0}
+    spent["settle (requests of 100)"] = 0.0
+    try:
+        now = 1_700_000_000_000
+        await store.create_account(Account("acme", "Acme", now))
+        ep = await store.create_endpoint(Endpoint(0, "acme", "http://127.0.0.1:9/", "ucloud"))
+        msgids = [f"{i * 7919 % 10**12:020d}" for i in range(n)]
+        enrichment = Enrichment("0086", "CN", "中国移动", "460", "2")
+        for lo in range(0, n, 1000):
+            await store.add_messages(
+                [
+                    Message(m, "acme", "+8613800138000", request_time_ms=now, enrichment=enrichment)
+                    for m in msgids[lo : lo + 1000]
+                ],
+                now,
+            )
+        for lo in range(0, n, 1000):
+            reports = [IncomingReport(m, "DELIVRD", now) for m in msgids[lo : lo + 1000]]
+            t0 = time.perf_counter()
+            await store.add_reports(reports, now, 60_000)
+            spent["add_reports (arrays of 1,000)"] += time.perf_counter() - t0
+        attempt = AttemptRecord(ep.id, now, 1.5, 200, AttemptOutcome.DELIVERED, '{"code":0}')
+        while True:
+            t0 = time.perf_counter()
+            items = await store.claim(ep.id, 400, now + 1, 60_000)
+            spent["claim (400 at a time)"] += time.perf_counter() - t0
+            if not items:
+                break
+            outcomes = [
+                PushOutcome(
+                    attempt,
+                    tuple(
+                        Settlement(i.delivery_id, i.report_id, DeliveryState.DELIVERED, 1, None)
+                        for i in items[lo : lo + 100]
+                    ),
+                )
+                for lo in range(0, len(items), 100)
+            ]
+            t0 = time.perf_counter()
+            await store.settle(outcomes, now)
+            spent["settle (requests of 100)"] += time.perf_counter() - t0
+    finally:
+        await store.close()
+    return {name: seconds / n * 1e6 for name, seconds in spent.items()}
 
 
 @contextmanager

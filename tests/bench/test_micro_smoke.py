@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_micro_benchmark_prints_every_row() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.micro", "--rows", "20", "--repeat", "1"],
+        [sys.executable, "-m", "bench.micro", "--rows", "20", "--repeat", "1", "--reports", "1500"],
         cwd=ROOT,
         capture_output=True,
         encoding="utf-8",
@@ -30,3 +30,11 @@ def test_micro_benchmark_prints_every_row() -> None:
         assert ms > 0, line
     assert "| frozen dataclass (slots) |" in done.stdout
     assert "| named tuple |" in done.stdout
+    calls = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith(("| add_", "| claim", "| settle"))
+    ]
+    assert len(calls) == 3, done.stdout
+    for line in calls:
+        assert float(line.rsplit("|", 2)[1]) > 0, line
