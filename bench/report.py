@@ -51,7 +51,11 @@ def judge(results: list[Result]) -> None:
         if r.verdict == "ERROR":
             continue
         ceiling = _find(results, CEILING_OF.get(r.scenario, ""))
-        if ceiling is not None and ceiling.reports_per_s > 0:
+        beside = float(r.extra.get("ceiling_beside_reports_per_s", 0))
+        if beside > 0:
+            # Measured just before this scenario, under the same conditions.
+            r.share_of_ceiling = round(r.reports_per_s / beside, 3)
+        elif ceiling is not None and ceiling.reports_per_s > 0:
             r.share_of_ceiling = round(r.reports_per_s / ceiling.reports_per_s, 3)
         if r.scenario == "ucloud":
             goal = UCLOUD_TARGET.get(r.store, 0)
