@@ -202,6 +202,8 @@ class _Runner:
         # Claimed (leased) and not yet sent: up to one round of requests ahead, so a
         # push that completes is followed by the next without a store round trip.
         self.ready: deque[PushItem] = deque()
+        # When each claimed-ahead item must have left: in step with self.ready.
+        self.send_by: deque[int] = deque()
         self._failure_logged_ms = 0
         self._failed_since_log = 0
         self.event = asyncio.Event()
@@ -234,6 +236,7 @@ class _Runner:
         if self.ready:
             self.d.release_later([i.delivery_id for i in self.ready])
             self.ready.clear()
+            self.send_by.clear()
 
     async def _run(self) -> None:
         while not (self.stopped or self.d.stopping):
@@ -298,6 +301,7 @@ class _Runner:
                         ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
                     )
                     self.ready.extend(items)
+                    self.send_by.extend([self.d.send_by_ms(ep, now)] * len(items))
                     more = len(items) == limit
                     if self.stopped or self.d.stopping:
                         self._give_back()
@@ -305,9 +309,20 @@ class _Runner:
                 self.d.global_free += slots
                 raise
             chunks: list[list[PushItem]] = []
+            now = self.d.now_ms()
+            stale: list[int] = []
+            while self.ready and self.send_by[0] < now:
+                # Waited so long (slots held by a slow customer or by others) that its
+                # push could outlast the lease: hand it back, to be claimed afresh.
+                self.send_by.popleft()
+                stale.append(self.ready.popleft().delivery_id)
+            if stale:
+                self.d.release_later(stale)
             while self.ready and len(chunks) < slots:
                 n = min(per_request, len(self.ready))
                 chunks.append([self.ready.popleft() for _ in range(n)])
+                for _ in range(n):
+                    self.send_by.popleft()
             self.d.global_free += slots - len(chunks)
             for chunk in chunks:
                 self.inflight += 1
@@ -448,9 +463,19 @@ class Dispatcher:
         return int(self._clock() * 1000)
 
     def lease_ms(self, ep: Endpoint) -> int:
-        # Slots are reserved before claiming, so a lease only has to outlive one push
-        # (bounded by the endpoint's timeout) plus writing its outcome.
-        return int((ep.timeout_s + self.settings.lease_margin_s) * 1000)
+        # A claimed delivery may wait in its runner's queue for up to one push (the
+        # queue holds one round ahead), then is pushed (bounded by the endpoint's
+        # timeout), then its outcome is written: two timeouts plus a margin.
+        return int((2 * ep.timeout_s + self.settings.lease_margin_s) * 1000)
+
+    def send_by_ms(self, ep: Endpoint, claimed_ms: int) -> int:
+        """The latest a claimed delivery may start its push and still finish, outcome
+        written, inside its lease."""
+        return (
+            claimed_ms
+            + self.lease_ms(ep)
+            - int((ep.timeout_s + self.settings.lease_margin_s) * 1000)
+        )
 
     async def start(self) -> None:
         if self.store.exclusive_dispatch:

@@ -13,8 +13,11 @@ import pytest
 from conftest import Api, Proc, received
 
 
-def _service(spawn: Callable[..., Proc], tmp_path: Path, *extra: str) -> Proc:
-    return spawn("serve", "--port", "0", "--store", f"sqlite:///{tmp_path}/e2e.db", *extra)
+def _service(
+    spawn: Callable[..., Proc], tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Proc:
+    store = f"sqlite:///{tmp_path}/e2e.db"
+    return spawn("serve", "--port", "0", "--store", store, *extra, env=env)
 
 
 def _customer(api: Api, account: str, receiver: Proc, protocol: str, **settings: Any) -> int:
@@ -346,3 +349,26 @@ def test_destination_is_checked_again_at_connect_time(
     attempts = api.get(f"/v1/reports/{report['id']}/attempts")
     assert [a["outcome"] for a in attempts] == ["blocked", "blocked"]
     assert received(rcv)["requests"] == 0
+
+
+def test_work_queued_behind_hanging_pushes_arrives_once_with_a_tight_lease(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    # Two slots, and deliveries claimed a round ahead wait behind pushes that hang until
+    # the timeout; with almost no lease margin, anything pushed late would overlap a
+    # re-claim. Queued work that waited a whole timeout is handed back instead.
+    svc = _service(spawn, tmp_path, env={"DLRPUSH_LEASE_MARGIN_S": "0.1"})
+    rcv = spawn(
+        "receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
+        "--fail-first", "3", "--fail-with", "hang",
+    )  # fmt: skip
+    api = api_factory(svc.url)
+    _customer(api, "slow", rcv, "innopaas", max_in_flight=2, timeout_s=0.5)
+    _traffic(api, "slow", 10)
+
+    reports = api.wait_settled(10, timeout=60)
+
+    assert {r["state"] for r in reports} == {"delivered"}
+    got = [item["report"]["msgid"] for item in received(rcv)["items"] if item["accepted"]]
+    assert sorted(got) == sorted(f"m{i}" for i in range(10))  # each accepted exactly once
+    assert sum(r["attempts"] for r in reports) == 10 + 3  # plus the three that hung
