@@ -112,6 +112,16 @@ FROM json_each(:rows) AS j
 LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
 """
 
+_INSERT_MESSAGES_SQL = """
+INSERT OR IGNORE INTO messages (msgid, account_id, phone, segments, uid, batch_seq,
+                                request_time_ms, unit_price, currency, access_number,
+                                country_number, region_code, mno_name, mcc, mnc, created_ms)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+       value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11,
+       value ->> 12, value ->> 13, value ->> 14, ?
+FROM json_each(?) ORDER BY key
+"""
+
 # One pending delivery per enabled endpoint of the report's account, for the reports
 # picked by the WHERE clause appended to it.
 _FAN_OUT_SQL = """
@@ -147,14 +157,14 @@ FROM json_each(?)
 """
 
 
-def _json_ids(ids: Iterable[object]) -> str:
+def _json_array(ids: Iterable[object]) -> str:
     return orjson.dumps(list(ids)).decode()
 
 
 _DIALECT = Dialect(
     placeholder="?",
     msgid_in="r.msgid IN (SELECT value FROM json_each(?))",
-    msgid_list=_json_ids,
+    msgid_list=_json_array,
 )
 
 
@@ -371,7 +381,7 @@ class SqliteStore:
         def _do() -> set[str]:
             rows = self.conn.execute(
                 "SELECT id FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
-                (_json_ids(wanted),),
+                (_json_array(wanted),),
             )
             return wanted - {r[0] for r in rows}
 
@@ -507,7 +517,7 @@ class SqliteStore:
                     (now_ms, endpoint_id),
                 )
             ]
-            c.execute(_REPORT_STATE_SQL, (_json_ids(report_ids),))
+            c.execute(_REPORT_STATE_SQL, (_json_array(report_ids),))
             return True
 
         return await self._run(self._write, _do)
@@ -526,51 +536,48 @@ class SqliteStore:
         return frozenset(r[0] for r in rows)
 
     async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
-        def _do(c: sqlite3.Connection) -> IngestResult:
-            c.executemany(
-                "INSERT OR IGNORE INTO messages (msgid, account_id, phone, segments, uid,"
-                " batch_seq, request_time_ms, unit_price, currency, access_number,"
-                " country_number, region_code, mno_name, mcc, mnc, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.msgid,
-                        m.account_id,
-                        m.phone,
-                        m.segments,
-                        m.uid,
-                        m.batch_seq,
-                        m.request_time_ms if m.request_time_ms is not None else now_ms,
-                        m.unit_price,
-                        m.currency,
-                        m.access_number,
-                        m.enrichment.country_number,
-                        m.enrichment.region_code,
-                        m.enrichment.mno_name,
-                        m.mcc or m.enrichment.mcc,
-                        m.mnc or m.enrichment.mnc,
-                        now_ms,
-                    )
-                    for m in messages
-                ],
+        rows = _json_array(
+            (
+                m.msgid,
+                m.account_id,
+                m.phone,
+                m.segments,
+                m.uid,
+                m.batch_seq,
+                m.request_time_ms if m.request_time_ms is not None else now_ms,
+                m.unit_price,
+                m.currency,
+                m.access_number,
+                m.enrichment.country_number,
+                m.enrichment.region_code,
+                m.enrichment.mno_name,
+                m.mcc or m.enrichment.mcc,
+                m.mnc or m.enrichment.mnc,
             )
+            for m in messages
+        )
+
+        def _do(c: sqlite3.Connection) -> IngestResult:
+            # A msgid already known keeps its first record, as does the first of two
+            # copies in one array (json_each runs in array order).
+            c.execute(_INSERT_MESSAGES_SQL, (now_ms, rows))
             waiting = c.execute(
                 "SELECT r.id, m.account_id FROM reports r JOIN messages m ON m.msgid = r.msgid"
                 " WHERE r.state IN ('held', 'unmatched')"
                 " AND r.msgid IN (SELECT value FROM json_each(?)) ORDER BY r.id",
-                (_json_ids({m.msgid for m in messages}),),
+                (_json_array({m.msgid for m in messages}),),
             ).fetchall()
             if not waiting:
                 return IngestResult(accepted=len(messages))
-            c.executemany(
-                "UPDATE reports SET state = 'pending', account_id = ?, hold_until_ms = NULL"
-                " WHERE id = ?",
-                [(acct, rid) for rid, acct in waiting],
+            c.execute(
+                "UPDATE reports SET state = 'pending', account_id = (w.value ->> 1),"
+                " hold_until_ms = NULL FROM json_each(?) AS w WHERE reports.id = (w.value ->> 0)",
+                (_json_array(waiting),),
             )
             endpoints = self._fan_out(
                 c,
                 "r.id IN (SELECT value FROM json_each(:ids))",
-                {"now": now_ms, "ids": _json_ids(rid for rid, _ in waiting)},
+                {"now": now_ms, "ids": _json_array(rid for rid, _ in waiting)},
             )
             return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(waiting))
 
@@ -623,7 +630,7 @@ class SqliteStore:
                 c.execute(
                     "UPDATE deliveries SET lease_until_ms = ?"
                     " WHERE id IN (SELECT value FROM json_each(?))",
-                    (now_ms + lease_ms, _json_ids(r[0] for r in rows)),
+                    (now_ms + lease_ms, _json_array(r[0] for r in rows)),
                 )
             return [push_item_from_row(r) for r in rows]
 
@@ -655,15 +662,15 @@ class SqliteStore:
                     # A retry leaves the report pending, as it was: nothing to rewrite.
                     if st.state is not DeliveryState.PENDING:
                         final.add(st.report_id)
-            c.execute(_INSERT_PUSHES_SQL, (_json_ids(pushes),))
-            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, _json_ids(deliveries)))
+            c.execute(_INSERT_PUSHES_SQL, (_json_array(pushes),))
+            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, _json_array(deliveries)))
             if final:
-                c.execute(_REPORT_STATE_SQL, (_json_ids(final),))
+                c.execute(_REPORT_STATE_SQL, (_json_array(final),))
 
         await self._run(self._bookkeeping, _do, priority=BACKGROUND)
 
     async def release(self, delivery_ids: Collection[int]) -> None:
-        ids = _json_ids(delivery_ids)
+        ids = _json_array(delivery_ids)
 
         def _do(c: sqlite3.Connection) -> None:
             c.execute(
@@ -716,18 +723,31 @@ class SqliteStore:
 
     # -- reading and operating --------------------------------------------------------
 
+    def _fetch(self, columns: str, sql: str, params: Sequence[object]) -> list[list[Any]]:
+        """The rows of ``sql`` (which selects ``columns``, unqualified) in one statement
+        step, however many there are: a page of reports read under load must not wait
+        for the GIL once per row (see ``open``)."""
+        (text,) = self.conn.execute(
+            f"SELECT json_group_array(json_array({columns})) FROM ({sql})", params
+        ).fetchone()
+        rows: list[list[Any]] = orjson.loads(text)
+        return rows
+
     def _deliveries_of(
         self, report_ids: Sequence[int]
     ) -> tuple[dict[int, list[DeliveryView]], dict[int, int]]:
         """Each report's deliveries, and its attempts (the sum over them)."""
         out: dict[int, list[DeliveryView]] = {}
         attempts: dict[int, int] = {}
-        for rid, ep, state, tries, nxt, upd, n in self.conn.execute(
-            "SELECT report_id, endpoint_id, state, tries, next_attempt_ms, updated_ms, attempts"
-            " FROM deliveries WHERE report_id IN (SELECT value FROM json_each(?))"
-            " ORDER BY report_id, endpoint_id",
-            (_json_ids(report_ids),),
-        ):
+        cols = "report_id, endpoint_id, state, tries, next_attempt_ms, updated_ms, attempts"
+        rows = self._fetch(
+            cols,
+            f"SELECT {cols} FROM deliveries WHERE report_id IN (SELECT value FROM json_each(?))",
+            (_json_array(report_ids),),
+        )
+        # Sorted here: the order of a JSON aggregate is not one SQLite promises.
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for rid, ep, state, tries, nxt, upd, n in rows:
             out.setdefault(rid, []).append(DeliveryView(ep, DeliveryState(state), tries, nxt, upd))
             attempts[rid] = attempts.get(rid, 0) + n
         return out, attempts
@@ -765,7 +785,8 @@ class SqliteStore:
             if where:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY id LIMIT ?"
-            rows = self.conn.execute(sql, (*params, limit + 1)).fetchall()
+            rows = self._fetch(self._REPORT_COLS, sql, (*params, limit + 1))
+            rows.sort(key=lambda r: int(r[0]))
             more = len(rows) > limit
             rows = rows[:limit]
             views = self._views(rows)
@@ -804,20 +825,31 @@ class SqliteStore:
             # push it twice at once.
             where.append("d.lease_until_ms <= ?")
             params.append(now_ms)
-            rows = c.execute(
-                "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_ms = ?,"
-                " lease_until_ms = 0, updated_ms = ?"
-                " WHERE id IN (SELECT d.id FROM deliveries d JOIN reports r ON r.id = d.report_id"
+            # Each statement below is one step, however many deliveries are replayed.
+            (ids,) = c.execute(
+                "SELECT json_group_array(d.id) FROM deliveries d"
+                " JOIN reports r ON r.id = d.report_id"
                 " JOIN endpoints e ON e.id = d.endpoint_id AND e.deleted_ms IS NULL"
-                f" WHERE {' AND '.join(where)})"
-                " RETURNING report_id, endpoint_id",
-                (now_ms, now_ms, *params),
-            ).fetchall()
-            report_ids = {r[0] for r in rows}
-            c.executemany(
-                "UPDATE reports SET state = 'pending' WHERE id = ?", [(r,) for r in report_ids]
+                f" WHERE {' AND '.join(where)}",
+                params,
+            ).fetchone()
+            picked = "id IN (SELECT value FROM json_each(?))"
+            c.execute(
+                "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_ms = ?,"
+                f" lease_until_ms = 0, updated_ms = ? WHERE {picked}",
+                (now_ms, now_ms, ids),
             )
-            return ReplayResult(queued=len(report_ids), endpoints=frozenset(r[1] for r in rows))
+            c.execute(
+                "UPDATE reports SET state = 'pending'"
+                f" WHERE id IN (SELECT report_id FROM deliveries WHERE {picked})",
+                (ids,),
+            )
+            queued, endpoints = c.execute(
+                "SELECT COUNT(DISTINCT report_id), json_group_array(DISTINCT endpoint_id)"
+                f" FROM deliveries WHERE {picked}",
+                (ids,),
+            ).fetchone()
+            return ReplayResult(queued=queued, endpoints=frozenset(orjson.loads(endpoints)))
 
         return await self._run(self._write, _do)
 
