@@ -199,11 +199,10 @@ class _Runner:
         self.due: list[int] = []
         self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
-        # Claimed (leased) and not yet sent: up to one round of requests ahead, so a
-        # push that completes is followed by the next without a store round trip.
-        self.ready: deque[PushItem] = deque()
-        # When each claimed-ahead item must have left: in step with self.ready.
-        self.send_by: deque[int] = deque()
+        # Claimed (leased) and not yet sent, each with the time by which it must have
+        # left: up to one round of requests ahead, so a push that completes is followed
+        # by the next without a store round trip.
+        self.ready: deque[tuple[int, PushItem]] = deque()
         self._failure_logged_ms = 0
         self._failed_since_log = 0
         self.event = asyncio.Event()
@@ -234,9 +233,8 @@ class _Runner:
 
     def _give_back(self) -> None:
         if self.ready:
-            self.d.release_later([i.delivery_id for i in self.ready])
+            self.d.release_later([item.delivery_id for _, item in self.ready])
             self.ready.clear()
-            self.send_by.clear()
 
     async def _run(self) -> None:
         while not (self.stopped or self.d.stopping):
@@ -300,8 +298,10 @@ class _Runner:
                     items = await self.d.store.claim(
                         ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
                     )
-                    self.ready.extend(items)
-                    self.send_by.extend([self.d.send_by_ms(ep, now)] * len(items))
+                    # Started later than one timeout after the claim, a push could
+                    # outlast the lease (see lease_ms).
+                    send_by = now + int(ep.timeout_s * 1000)
+                    self.ready.extend((send_by, item) for item in items)
                     more = len(items) == limit
                     if self.stopped or self.d.stopping:
                         self._give_back()
@@ -311,18 +311,15 @@ class _Runner:
             chunks: list[list[PushItem]] = []
             now = self.d.now_ms()
             stale: list[int] = []
-            while self.ready and self.send_by[0] < now:
+            while self.ready and self.ready[0][0] < now:
                 # Waited so long (slots held by a slow customer or by others) that its
                 # push could outlast the lease: hand it back, to be claimed afresh.
-                self.send_by.popleft()
-                stale.append(self.ready.popleft().delivery_id)
+                stale.append(self.ready.popleft()[1].delivery_id)
             if stale:
                 self.d.release_later(stale)
             while self.ready and len(chunks) < slots:
                 n = min(per_request, len(self.ready))
-                chunks.append([self.ready.popleft() for _ in range(n)])
-                for _ in range(n):
-                    self.send_by.popleft()
+                chunks.append([self.ready.popleft()[1] for _ in range(n)])
             self.d.global_free += slots - len(chunks)
             for chunk in chunks:
                 self.inflight += 1
@@ -467,15 +464,6 @@ class Dispatcher:
         # queue holds one round ahead), then is pushed (bounded by the endpoint's
         # timeout), then its outcome is written: two timeouts plus a margin.
         return int((2 * ep.timeout_s + self.settings.lease_margin_s) * 1000)
-
-    def send_by_ms(self, ep: Endpoint, claimed_ms: int) -> int:
-        """The latest a claimed delivery may start its push and still finish, outcome
-        written, inside its lease."""
-        return (
-            claimed_ms
-            + self.lease_ms(ep)
-            - int((ep.timeout_s + self.settings.lease_margin_s) * 1000)
-        )
 
     async def start(self) -> None:
         if self.store.exclusive_dispatch:

@@ -65,26 +65,24 @@ _ENDPOINT_COLS = (
     " max_in_flight, enabled, description_lang, success_body_contains, created_ms"
 )
 
-# The due rows of one endpoint, folded into one JSON text: one row back means one
-# sqlite3_step, so the store thread gives up the GIL once per claim, not once per row
-# (see _run on why that matters).
-_CLAIM_SQL = """
-SELECT json_group_array(json_array(
-       id, report_id, msgid, phone, segments, status, description, report_time_ms, uid,
-       batch_seq, request_time_ms, unit_price, currency, access_number, country_number,
-       region_code, mno_name, mcc, mnc, tries))
-FROM (
-  SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
-         r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
-         m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
-  FROM deliveries d
-  JOIN reports r ON r.id = d.report_id
-  JOIN messages m ON m.msgid = r.msgid
-  WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
-    AND d.lease_until_ms <= ?
-  ORDER BY d.next_attempt_ms, d.id
-  LIMIT ?
+# The due deliveries of one endpoint, as push items (columns in push_item_from_row's
+# order); read through _fetch, so a claim is one statement step.
+_PUSH_ITEM_COLS = (
+    "id, report_id, msgid, phone, segments, status, description, report_time_ms, uid,"
+    " batch_seq, request_time_ms, unit_price, currency, access_number, country_number,"
+    " region_code, mno_name, mcc, mnc, tries"
 )
+_DUE_ITEMS_SQL = """
+SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
+       r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
+       m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
+FROM deliveries d
+JOIN reports r ON r.id = d.report_id
+JOIN messages m ON m.msgid = r.msgid
+WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
+  AND d.lease_until_ms <= ?
+ORDER BY d.next_attempt_ms, d.id
+LIMIT ?
 """
 
 # A report's state is the least advanced of its deliveries; the JSON parameter lists
@@ -528,10 +526,10 @@ class SqliteStore:
     def _fan_out(c: sqlite3.Connection, where: str, params: dict[str, object]) -> frozenset[int]:
         """Create the pending deliveries of the reports ``where`` picks; returns the
         endpoints that got work."""
-        before = c.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries").fetchone()[0]
+        first = SqliteStore._next_id(c, "deliveries")
         c.execute(f"{_FAN_OUT_SQL} WHERE {where} ORDER BY r.id, e.id", params)
         rows = c.execute(
-            "SELECT DISTINCT endpoint_id FROM deliveries WHERE id > ?", (before,)
+            "SELECT DISTINCT endpoint_id FROM deliveries WHERE id >= ?", (first,)
         ).fetchall()
         return frozenset(r[0] for r in rows)
 
@@ -623,8 +621,8 @@ class SqliteStore:
         self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
     ) -> list[PushItem]:
         def _do(c: sqlite3.Connection) -> list[PushItem]:
-            rows = orjson.loads(
-                c.execute(_CLAIM_SQL, (endpoint_id, now_ms, now_ms, limit)).fetchone()[0]
+            rows = self._fetch(
+                _PUSH_ITEM_COLS, _DUE_ITEMS_SQL, (endpoint_id, now_ms, now_ms, limit)
             )
             if rows:
                 c.execute(
@@ -725,8 +723,9 @@ class SqliteStore:
 
     def _fetch(self, columns: str, sql: str, params: Sequence[object]) -> list[list[Any]]:
         """The rows of ``sql`` (which selects ``columns``, unqualified) in one statement
-        step, however many there are: a page of reports read under load must not wait
-        for the GIL once per row (see ``open``)."""
+        step, however many there are: a claim or a page of reports read under load must
+        not wait for the GIL once per row (see ``open``). With ``ORDER BY … LIMIT`` the
+        subquery is not flattened and the rows keep its order; without, sort them."""
         (text,) = self.conn.execute(
             f"SELECT json_group_array(json_array({columns})) FROM ({sql})", params
         ).fetchone()
