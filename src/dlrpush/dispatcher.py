@@ -236,6 +236,16 @@ class _Runner:
             self.d.release_later([item.delivery_id for _, item in self.ready])
             self.ready.clear()
 
+    def _drop_stale(self) -> None:
+        """Hand back queued work that waited so long (its customer is slow, or others
+        hold the process's slots) that its push could outlast the lease."""
+        now = self.d.now_ms()
+        stale: list[int] = []
+        while self.ready and self.ready[0][0] < now:
+            stale.append(self.ready.popleft()[1].delivery_id)
+        if stale:
+            self.d.release_later(stale)
+
     async def _run(self) -> None:
         while not (self.stopped or self.d.stopping):
             self.event.clear()
@@ -288,6 +298,7 @@ class _Runner:
                 return
             self.d.global_free -= slots
             want = slots * per_request
+            self._drop_stale()  # first, so the claim below makes up for it
             try:
                 if len(self.ready) < want and more:
                     # One round ahead when the process has slots to spare, so claiming
@@ -309,14 +320,6 @@ class _Runner:
                 self.d.global_free += slots
                 raise
             chunks: list[list[PushItem]] = []
-            now = self.d.now_ms()
-            stale: list[int] = []
-            while self.ready and self.ready[0][0] < now:
-                # Waited so long (slots held by a slow customer or by others) that its
-                # push could outlast the lease: hand it back, to be claimed afresh.
-                stale.append(self.ready.popleft()[1].delivery_id)
-            if stale:
-                self.d.release_later(stale)
             while self.ready and len(chunks) < slots:
                 n = min(per_request, len(self.ready))
                 chunks.append([self.ready.popleft()[1] for _ in range(n)])

@@ -354,21 +354,23 @@ def test_destination_is_checked_again_at_connect_time(
 def test_work_queued_behind_hanging_pushes_arrives_once_with_a_tight_lease(
     spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
 ) -> None:
-    # Two slots, and deliveries claimed a round ahead wait behind pushes that hang until
-    # the timeout; with almost no lease margin, anything pushed late would overlap a
-    # re-claim. Queued work that waited a whole timeout is handed back instead.
+    # End to end, with deliveries claimed a round ahead waiting behind pushes that hang
+    # until the timeout and almost no lease margin: every report is accepted once and
+    # every attempt counted. (The queue's lease and hand-back rules themselves are
+    # pinned in tests/unit/test_dispatcher_queue.py.)
     svc = _service(spawn, tmp_path, env={"DLRPUSH_LEASE_MARGIN_S": "0.1"})
     rcv = spawn(
         "receiver", "--protocol", "innopaas", "--port", "0", "--quiet",
-        "--fail-first", "3", "--fail-with", "hang",
+        "--fail-first", "3", "--fail-with", "hang", "--delay-ms", "20",
     )  # fmt: skip
     api = api_factory(svc.url)
     _customer(api, "slow", rcv, "innopaas", max_in_flight=2, timeout_s=0.5)
-    _traffic(api, "slow", 10)
+    # Enough work that the runner keeps claiming while the hung pushes are out.
+    _traffic(api, "slow", 60)
 
-    reports = api.wait_settled(10, timeout=60)
+    reports = api.wait_settled(60, timeout=60)
 
     assert {r["state"] for r in reports} == {"delivered"}
     got = [item["report"]["msgid"] for item in received(rcv)["items"] if item["accepted"]]
-    assert sorted(got) == sorted(f"m{i}" for i in range(10))  # each accepted exactly once
-    assert sum(r["attempts"] for r in reports) == 10 + 3  # plus the three that hung
+    assert sorted(got) == sorted(f"m{i}" for i in range(60))  # each accepted exactly once
+    assert sum(r["attempts"] for r in reports) == 60 + 3  # plus the three that hung

@@ -1,0 +1,101 @@
+"""The claim-ahead queue of one endpoint's runner, on a real SQLite store and a set clock.
+
+A runner claims one round ahead of its free slots. What it claims may then wait for a
+push; the lease has to cover that wait, and anything that waited a whole timeout is
+handed back rather than pushed, so no push can outlive its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlrpush.catalogue import DEFAULT_CATALOGUE
+from dlrpush.dispatcher import DUE_SLACK_MS, Dispatcher, _Runner
+from dlrpush.models import Account, Endpoint, IncomingReport, Message, PushItem
+from dlrpush.settings import Settings
+from dlrpush.store.sqlite import SqliteStore
+
+T0 = 1_750_000_000_000
+TIMEOUT_S = 0.5
+MARGIN_S = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = T0
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    st = SqliteStore(str(tmp_path / "q.db"))
+    await st.open()
+    yield st
+    await st.close()
+
+
+async def _runner(store: SqliteStore, clock: Clock) -> tuple[_Runner, list[list[int]]]:
+    """A runner for one endpoint (1 slot) with three due reports; its pushes are
+    recorded, not sent, and it only moves when the test calls ``_fill``."""
+    await store.create_account(Account("acme", "Acme", T0))
+    ep = await store.create_endpoint(
+        Endpoint(0, "acme", "http://127.0.0.1:9/", "innopaas", max_in_flight=1, timeout_s=TIMEOUT_S)
+    )
+    ids = [f"m{i}" for i in range(3)]
+    await store.add_messages([Message(m, "acme", "8618888888888") for m in ids], T0)
+    await store.add_reports([IncomingReport(m, "DELIVRD", T0) for m in ids], T0, 60_000)
+    settings = Settings(lease_margin_s=MARGIN_S)
+    d = Dispatcher(store=store, settings=settings, catalogue=DEFAULT_CATALOGUE, clock=clock)
+    runner = _Runner(d, ep)
+    runner.task.cancel()  # driven by hand below
+    pushed: list[list[int]] = []
+
+    def record(items: Sequence[PushItem]) -> Coroutine[Any, Any, None]:
+        pushed.append([i.delivery_id for i in items])  # noted when the push is started
+        return asyncio.sleep(0)
+
+    runner._send = record  # type: ignore[method-assign]
+    return runner, pushed
+
+
+def _leases(path: str) -> dict[int, int]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT id, lease_until_ms FROM deliveries").fetchall())
+
+
+async def test_work_claimed_ahead_is_leased_for_a_wait_and_a_push(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    clock = Clock()
+    runner, pushed = await _runner(store, clock)
+
+    await runner._fill()
+
+    assert pushed == [[1]]  # one slot: one push, and one delivery queued behind it
+    assert [item.delivery_id for _, item in runner.ready] == [2]
+    until = T0 + DUE_SLACK_MS + int((2 * TIMEOUT_S + MARGIN_S) * 1000)
+    assert _leases(str(tmp_path / "q.db")) == {1: until, 2: until, 3: 0}
+
+
+async def test_work_that_waited_a_whole_timeout_is_handed_back_not_pushed(
+    store: SqliteStore,
+) -> None:
+    clock = Clock()
+    runner, pushed = await _runner(store, clock)
+    await runner._fill()  # pushes 1, queues 2
+
+    # The push of 1 took the whole timeout and a little more; its slot is free again.
+    clock.ms = T0 + int(TIMEOUT_S * 1000) + 1
+    runner.inflight = 0
+    await runner._fill()
+
+    assert runner.d._to_release == [2]  # handed back, to be claimed afresh
+    assert pushed == [[1], [3]]  # the next push starts with fresh work instead
