@@ -2,27 +2,23 @@
 
 One runner task per enabled endpoint claims due deliveries from the store (under a
 lease, committed before any request leaves), renders them with the endpoint's protocol,
-and POSTs them through one shared keep-alive session. Each endpoint has its own
-in-flight cap and the process a global one; a runner reserves slots before it claims,
-so nothing sits leased while waiting behind another customer, and a slow or dead
-endpoint only ever occupies its own slots. Outcomes go through the pure retry policy
-and are written back in batches by one settler task.
+and POSTs them through one push client (connections kept alive per origin). Each
+endpoint has its own in-flight cap and the process a global one; a runner reserves
+slots before it claims, so nothing sits leased while waiting behind another customer,
+and a slow or dead endpoint only ever occupies its own slots. Outcomes go through the
+pure retry policy and are written back in batches by one settler task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-
-import aiohttp
-import yarl
 
 from dlrpush import retry
 from dlrpush.catalogue import Catalogue
@@ -38,21 +34,15 @@ from dlrpush.models import (
     Settlement,
     Verdict,
 )
-from dlrpush.netguard import (
-    BlockedDestination,
-    GuardedResolver,
-    Network,
-    address_allowed,
-    literal_address,
-)
+from dlrpush.netguard import BlockedDestination
 from dlrpush.protocols import Protocol, get_protocol
+from dlrpush.pushclient import READ_CAP, PushClient
 from dlrpush.settings import Settings
 from dlrpush.store.base import Store
 
 log = logging.getLogger("dlrpush.dispatcher")
 
 SNIPPET_CHARS = 200
-READ_CAP = 64 * 1024
 # Claim items due this close to now, so a timer firing a hair early does not miss them.
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
@@ -69,58 +59,15 @@ class DispatchStats:
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < cap:
-        chunk = await resp.content.read(cap - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _blocked_in(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, BlockedDestination):
-            return True
-        os_error = getattr(seen, "os_error", None)
-        if isinstance(os_error, BlockedDestination):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
     """Turn a transport exception into an attempt outcome and a short text."""
-    if _blocked_in(exc):
+    if isinstance(exc, BlockedDestination):
         return AttemptOutcome.BLOCKED, str(exc) or "destination not allowed"
     if isinstance(exc, TimeoutError):
         return AttemptOutcome.TIMEOUT, "no answer within the timeout"
+    # Refused, reset, DNS and TLS failures, and answers that are not HTTP at all.
     text = str(exc) or type(exc).__name__
     return AttemptOutcome.CONNECT_ERROR, f"{type(exc).__name__}: {text}"[:SNIPPET_CHARS]
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A callback URL parsed once: pushes to it reuse the parsed form."""
-
-    url: yarl.URL
-    blocked: str  # why the destination is refused, or ""
-
-    @classmethod
-    def of(cls, url: str, allow: Sequence[Network]) -> _Target:
-        parsed = yarl.URL(url)
-        literal = literal_address(parsed.host or "")
-        # Names are checked by the resolver at connect time; literal addresses never
-        # reach it, so they are checked here.
-        if literal is not None and not address_allowed(literal, allow):
-            return cls(parsed, f"{literal} is not an allowed callback destination")
-        return cls(parsed, "")
 
 
 class _Settler:
@@ -449,15 +396,9 @@ class Dispatcher:
         self._manager: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: PushClient | None = None
         self._to_release: list[int] = []
-        self._targets: dict[str, _Target] = {}
         self.settler = _Settler(store, self.now_ms)
-
-    @staticmethod
-    @functools.lru_cache(maxsize=64)
-    def _timeout(total_s: float) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total_s)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -473,16 +414,8 @@ class Dispatcher:
             released = await self.store.release_all_leases()
             if released:
                 log.info("released %d leases left by a previous run", released)
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_in_flight_total,
-            limit_per_host=0,
-            resolver=GuardedResolver(self.settings.callback_allow),
-            keepalive_timeout=30,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": USER_AGENT},
-            skip_auto_headers=("Accept-Encoding",),
+        self._client = PushClient(
+            self.settings.callback_allow, user_agent=USER_AGENT, read_cap=READ_CAP
         )
         self.settler.start()
         self._manager = asyncio.create_task(self._manage(), name="dlrpush-manager")
@@ -531,29 +464,22 @@ class Dispatcher:
         self, ep: Endpoint, request: PushRequest, protocol: Protocol
     ) -> tuple[int | None, Verdict, str]:
         """One POST; never raises for anything the network or the receiver does."""
-        assert self._session is not None
-        target = self._targets.get(ep.url)
-        if target is None:
-            target = self._targets[ep.url] = _Target.of(ep.url, self.settings.callback_allow)
+        assert self._client is not None
+        target = self._client.target(ep.url)
         if target.blocked:
             return None, Verdict(False, AttemptOutcome.BLOCKED, target.blocked), target.blocked
         try:
-            async with self._session.post(
-                target.url,
-                data=request.body,
-                headers={"Content-Type": request.content_type},
-                timeout=self._timeout(ep.timeout_s),
-                allow_redirects=False,
-            ) as resp:
-                body = await _read_capped(resp, READ_CAP)
-                verdict = protocol.verdict(resp.status, body, ep)
-                snippet = body[: SNIPPET_CHARS * 4].decode("utf-8", "replace")[:SNIPPET_CHARS]
-                return resp.status, verdict, snippet
+            status, body = await self._client.post(
+                target, request.body, request.content_type, ep.timeout_s
+            )
+            verdict = protocol.verdict(status, body, ep)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             outcome, text = classify_error(exc)
             return None, Verdict(False, outcome, text), text
+        snippet = body[: SNIPPET_CHARS * 4].decode("utf-8", "replace")[:SNIPPET_CHARS]
+        return status, verdict, snippet
 
     async def _sync_endpoints(self) -> None:
         endpoints = {ep.id: ep for ep in await self.store.list_endpoints(enabled_only=True)}
@@ -622,5 +548,5 @@ class Dispatcher:
             with contextlib.suppress(DlrpushError):
                 await self.store.release(self._to_release)
             self._to_release = []
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()

@@ -2,8 +2,9 @@
 
 A callback may only reach public unicast addresses unless the operator allows a range
 (``DLRPUSH_CALLBACK_ALLOW``). The check runs when an endpoint is created and again on
-the resolved address of every new connection (``GuardedResolver``), so a DNS name that
-later resolves to an internal address does not get through. Redirects are never followed.
+the resolved addresses of every new connection (``dlrpush.pushclient``), so a DNS name
+that later resolves to an internal address does not get through. Redirects are never
+followed.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from dlrpush.errors import InvalidInput
 
@@ -84,23 +82,3 @@ def check_callback_url(url: str, allow: Sequence[Network]) -> None:
             " reserved); an operator can allow a range with DLRPUSH_CALLBACK_ALLOW",
             "url",
         )
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolve names, keeping only addresses callbacks may reach."""
-
-    def __init__(self, allow: Sequence[Network]) -> None:
-        self._allow = tuple(allow)
-        self._inner = aiohttp.ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        kept = [r for r in results if address_allowed(r["host"], self._allow)]
-        if not kept:
-            raise BlockedDestination(f"{host} resolves only to addresses callbacks may not reach")
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()
