@@ -7,16 +7,15 @@ reaches a user for a mistake of theirs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 
-from dlrpush import __version__
+from dlrpush import __version__, eventloop
 from dlrpush.errors import DlrpushError
 from dlrpush.logs import setup_logging
 from dlrpush.models import ReportState
@@ -36,9 +35,9 @@ def _settings(config: str | None, **overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
-        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+        return eventloop.run(coro_fn())
     except DlrpushError as exc:
         raise click.ClickException(str(exc)) from None
 

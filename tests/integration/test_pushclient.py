@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 
 from dlrpush.netguard import BlockedDestination, Network
@@ -332,3 +333,20 @@ async def test_idle_connections_are_closed_after_the_keepalive() -> None:
 )
 def test_unusable_urls_are_refused_with_a_reason(url: str, problem: str) -> None:
     assert problem in PushClient(LOOPBACK).target(url).blocked
+
+
+_ON_THE_STDLIB_LOOP = [
+    case
+    for name, case in list(globals().items())
+    if name.startswith("test_") and asyncio.iscoroutinefunction(case)
+]
+
+
+@pytest.mark.parametrize("case", _ON_THE_STDLIB_LOOP, ids=lambda case: case.__name__)
+def test_the_same_on_uvloop(case: Callable[[], Awaitable[None]]) -> None:
+    """The commands run on uvloop, whose transports differ from the stdlib's."""
+
+    async def run() -> None:
+        await case()
+
+    uvloop.run(run())

@@ -17,13 +17,14 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import IO, Final, NamedTuple
 
 import orjson
 from aiohttp import web
 
+from dlrpush import eventloop
 from dlrpush.errors import ConfigError
 from dlrpush.receiver import (
     LOOSE_ACCEPT_BODY,
@@ -416,13 +417,5 @@ def run_receiver(options: ReceiverOptions) -> None:
                 loop.remove_signal_handler(sig)
             await runner.cleanup()
 
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as r:
-        r.run(serve())
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # not on every platform; the stdlib loop is only slower
-        return None
-    return uvloop.new_event_loop
+    with contextlib.suppress(KeyboardInterrupt):
+        eventloop.run(serve())
