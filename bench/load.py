@@ -5,18 +5,21 @@ ingesting submission records and reports in arrays (in bulk, one array after ano
 paced at a steady rate), noting when each array was sent and acknowledged; waiting until
 a timing receiver has every report and reading its arrival times; the latency and rate
 figures computed from those times; and the two pushers that involve no service at all:
-the ceiling (a bare aiohttp loop posting pre-rendered bodies) and the naive baseline (one
-blocking ``http.client`` POST per report from a loop).
+the ceiling (a bare loop posting pre-rendered bodies, with aiohttp or with dlrpush's own
+push client) and the naive baseline (one blocking ``http.client`` POST per report from a
+loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import ipaddress
 import math
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ from dlrpush.catalogue import DEFAULT_CATALOGUE
 from dlrpush.enrich import enrich
 from dlrpush.models import Endpoint, PushItem
 from dlrpush.protocols import get_protocol
+from dlrpush.pushclient import PushClient
 
 JSON_HEADERS = {"content-type": "application/json"}
 CHUNK = 1000
@@ -316,24 +320,25 @@ class Pushed:
 
 
 async def ceiling_push(
-    protocol: str, url: str, bodies: list[bytes], per_request: int, concurrency: int
+    protocol: str,
+    url: str,
+    bodies: list[bytes],
+    per_request: int,
+    concurrency: int,
+    client: str = "aiohttp",
 ) -> Pushed:
-    """POST ``bodies`` with ``concurrency`` in flight on one keep-alive session configured
-    as the dispatcher's, checking each answer with the protocol's own verdict."""
+    """POST ``bodies`` with ``concurrency`` in flight, checking each answer with the
+    protocol's own verdict. ``client`` is ``aiohttp`` (a keep-alive session configured as
+    the dispatcher's was) or ``pushclient`` (the dispatcher's own client)."""
     proto = get_protocol(protocol)
     endpoint = Endpoint(0, "bench", url, protocol)
     sent = array("d", [math.nan]) * (len(bodies) * per_request)
-    connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30)
     failures = 0
     next_body = 0
-    timeout = aiohttp.ClientTimeout(total=5)
+    post = _aiohttp_poster(url) if client == "aiohttp" else _pushclient_poster(url)
     cpu0 = time.process_time()
     first = time.monotonic()
-    async with aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": USER_AGENT},
-        skip_auto_headers=("Accept-Encoding",),
-    ) as session:
+    async with post as send:
 
         async def worker() -> None:
             nonlocal next_body, failures
@@ -343,19 +348,49 @@ async def ceiling_push(
                 t0 = time.monotonic()
                 lo = k * per_request
                 sent[lo : lo + per_request] = array("d", [t0]) * per_request
-                async with session.post(
-                    url,
-                    data=bodies[k],
-                    headers=PUSH_HEADERS,
-                    timeout=timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    body = await resp.read()
-                    if not proto.verdict(resp.status, body, endpoint).accepted:
-                        failures += 1
+                status, body = await send(bodies[k])
+                if not proto.verdict(status, body, endpoint).accepted:
+                    failures += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Pushed(per_request, sent, first, time.process_time() - cpu0, failures)
+
+
+Send = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+
+
+@asynccontextmanager
+async def _aiohttp_poster(url: str) -> AsyncIterator[Send]:
+    connector = aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT},
+        skip_auto_headers=("Accept-Encoding",),
+    ) as session:
+
+        async def send(body: bytes) -> tuple[int, bytes]:
+            async with session.post(
+                url, data=body, headers=PUSH_HEADERS, timeout=timeout, allow_redirects=False
+            ) as resp:
+                return resp.status, await resp.read()
+
+        yield send
+
+
+@asynccontextmanager
+async def _pushclient_poster(url: str) -> AsyncIterator[Send]:
+    client = PushClient((ipaddress.ip_network("127.0.0.0/8"),), user_agent=USER_AGENT)
+    target = client.target(url)
+    content_type = PUSH_HEADERS["Content-Type"]
+
+    async def send(body: bytes) -> tuple[int, bytes]:
+        return await client.post(target, body, content_type, 5)
+
+    try:
+        yield send
+    finally:
+        await client.close()
 
 
 def naive_push(port: int, bodies: list[bytes]) -> Pushed:

@@ -62,6 +62,12 @@ def judge(results: list[Result]) -> None:
             r.target = f"≥ {goal:,} reports/s"
             r.verdict = _pass(r.reports_per_s >= goal)
         elif r.scenario == "innopaas":
+            own = _find(results, "ceiling-innopaas-pushclient")
+            if own is not None and own.reports_per_s > 0:
+                # Against a bare loop of the service's own client: what storing costs.
+                r.extra["share_of_pushclient_ceiling"] = round(
+                    r.reports_per_s / own.reports_per_s, 3
+                )
             r.target = f"≥ {INNOPAAS_SHARE:.0%} of ceiling"
             if r.share_of_ceiling is None:
                 r.target += " (no ceiling measured)"

@@ -162,14 +162,14 @@ class Bench:
 
     # -- without the service ---------------------------------------------------------------
 
-    async def ceiling(self, protocol: str, n: int) -> Result:
+    async def ceiling(self, protocol: str, n: int, client: str = "aiohttp") -> Result:
         per_request = self.sizes.batch_max if protocol == "ucloud" else 1
         bodies = load.render_bodies(protocol, "m", n, per_request)
         with self._procs() as procs:
             rcv = procs.timing_receiver(protocol)
             rcv.mark_cpu()
             pushed = await load.ceiling_push(
-                protocol, rcv.url + "/dlr", bodies, per_request, self.sizes.max_in_flight
+                protocol, rcv.url + "/dlr", bodies, per_request, self.sizes.max_in_flight, client
             )
             arr = await self._arrived(rcv, n)
             stats, arrived = arr.stats, arr.times
@@ -177,7 +177,7 @@ class Bench:
         figures = _rate(arr, pushed.first)
         lat = load.latency(arrived, pushed.sent, n)
         return Result(
-            scenario=f"ceiling-{protocol}",
+            scenario=f"ceiling-{protocol}" + ("" if client == "aiohttp" else f"-{client}"),
             store="-",
             protocol=protocol,
             reports=n,
