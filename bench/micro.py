@@ -8,14 +8,17 @@
    and with the switch interval lowered to 1 ms as the service does.
 2. **Building a record per report.** A frozen dataclass's ``__init__`` sets every field
    through ``object.__setattr__``; a named tuple is built in one call.
-3. **The SQLite store's hot calls**, one at a time on a fresh file with nothing else
-   running: ingest in arrays of 1,000, claims of 400, settles of requests of 100 (the
-   ``ucloud`` shape). Wall time per report, store thread hand-offs included.
+3. **The stores' hot calls**, one at a time on a fresh SQLite file and a fresh
+   PostgreSQL schema with nothing else running: ingest in arrays of 1,000, claims of 400,
+   settles of requests of 100 (the ``ucloud`` shape) and of one report (``innopaas``).
+   Wall time per report, store thread hand-offs and round trips included; for
+   PostgreSQL also the server's CPU per report.
 
-    python -m bench.micro [--rows 1000] [--repeat 20] [--reports 20000]
+    python -m bench.micro [--rows 1000] [--repeat 20] [--reports 20000] [--pg-url URL]
 
-Prints a markdown table. Nothing is written to disk except a scratch SQLite file in a
-temporary directory.
+Prints markdown tables. Nothing is written to disk except a scratch SQLite file in a
+temporary directory; the PostgreSQL schema is dropped afterwards (skipped when no server
+answers at ``--pg-url``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import make_dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +40,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from bench.procs import DEFAULT_PG_URL, pg_available, pg_schema, postgres_cpu_seconds
 from dlrpush.models import (
     Account,
     AttemptOutcome,
@@ -49,6 +53,7 @@ from dlrpush.models import (
     PushOutcome,
     Settlement,
 )
+from dlrpush.store.base import Store
 from dlrpush.store.migrations import load_fresh_schema
 from dlrpush.store.sqlite import SqliteStore
 
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--reports", type=int, default=20_000, help="reports through the store (default 20000)"
     )
+    ap.add_argument("--pg-url", default=DEFAULT_PG_URL, help="server for the PostgreSQL figures")
     args = ap.parse_args(argv)
 
     print(
@@ -180,19 +186,41 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| named tuple | {named:.2f} |")
 
     with tempfile.TemporaryDirectory() as tmp:
-        calls = asyncio.run(_store_calls(str(Path(tmp) / "calls.db"), args.reports))
-    print(f"\n| SQLite store call ({args.reports:,} reports) | µs per report |")
-    print("| --- | ---: |")
-    for name, us in calls.items():
-        print(f"| {name} | {us:.1f} |")
+        calls = asyncio.run(_store_calls(SqliteStore(str(Path(tmp) / "calls.db")), args.reports))
+    _print_calls("SQLite", args.reports, calls)
+    why = pg_available(args.pg_url)
+    if why is not None:
+        print(f"\nPostgreSQL skipped: {why}")
+        return
+    from dlrpush.store.postgres import PostgresStore  # psycopg is an optional dependency
+
+    with pg_schema(args.pg_url) as url:
+        calls = asyncio.run(_store_calls(PostgresStore(url), args.reports, postgres_cpu_seconds))
+    _print_calls("PostgreSQL", args.reports, calls)
 
 
-async def _store_calls(path: str, n: int) -> dict[str, float]:
-    """Wall time per report of each hot store call, run one at a time."""
-    store = SqliteStore(path)
+def _print_calls(kind: str, n: int, calls: dict[str, tuple[float, float]]) -> None:
+    server = kind == "PostgreSQL"
+    print(
+        f"\n| {kind} store call ({n:,} reports) | µs per report |" + (" server CPU µs |" * server)
+    )
+    print("| --- | ---: |" + (" ---: |" * server))
+    for name, (us, cpu_us) in calls.items():
+        print(f"| {name} | {us:.1f} |" + (f" {cpu_us:.1f} |" * server))
+
+
+async def _store_calls(
+    store: Store, n: int, server_cpu: Callable[[], float] = lambda: 0.0
+) -> dict[str, tuple[float, float]]:
+    """Wall time and server CPU per report of each hot store call, one at a time; every
+    report goes through each call once, the settles split between the two shapes."""
     await store.open()
-    spent = {"add_reports (arrays of 1,000)": 0.0, "claim (400 at a time)": 0.0}
-    spent["settle (requests of 100)"] = 0.0
+    spent: dict[str, list[float]] = {}
+    half = n // 2
+
+    def timed(name: str) -> AbstractContextManager[None]:
+        return _timed(spent.setdefault(name, [0.0, 0.0, 0.0]), server_cpu)
+
     try:
         now = 1_700_000_000_000
         await store.create_account(Account("acme", "Acme", now))
@@ -209,32 +237,45 @@ async def _store_calls(path: str, n: int) -> dict[str, float]:
             )
         for lo in range(0, n, 1000):
             reports = [IncomingReport(m, "DELIVRD", now) for m in msgids[lo : lo + 1000]]
-            t0 = time.perf_counter()
-            await store.add_reports(reports, now, 60_000)
-            spent["add_reports (arrays of 1,000)"] += time.perf_counter() - t0
+            with timed("add_reports (arrays of 1,000)"):
+                await store.add_reports(reports, now, 60_000)
         attempt = AttemptRecord(ep.id, now, 1.5, 200, AttemptOutcome.DELIVERED, '{"code":0}')
+        settled = 0
         while True:
-            t0 = time.perf_counter()
-            items = await store.claim(ep.id, 400, now + 1, 60_000)
-            spent["claim (400 at a time)"] += time.perf_counter() - t0
+            with timed("claim (400 at a time)"):
+                items = await store.claim(ep.id, 400, now + 1, 60_000)
             if not items:
                 break
+            per_request = 100 if settled < half else 1
             outcomes = [
                 PushOutcome(
                     attempt,
                     tuple(
                         Settlement(i.delivery_id, i.report_id, DeliveryState.DELIVERED, 1, None)
-                        for i in items[lo : lo + 100]
+                        for i in items[lo : lo + per_request]
                     ),
                 )
-                for lo in range(0, len(items), 100)
+                for lo in range(0, len(items), per_request)
             ]
-            t0 = time.perf_counter()
-            await store.settle(outcomes, now)
-            spent["settle (requests of 100)"] += time.perf_counter() - t0
+            with timed(f"settle (requests of {per_request})"):
+                await store.settle(outcomes, now)
+            spent[f"settle (requests of {per_request})"][2] += len(items)
+            settled += len(items)
     finally:
         await store.close()
-    return {name: seconds / n * 1e6 for name, seconds in spent.items()}
+    out: dict[str, tuple[float, float]] = {}
+    for name, (seconds, cpu, count) in spent.items():
+        per = count or n
+        out[name] = (seconds / per * 1e6, cpu / per * 1e6)
+    return out
+
+
+@contextmanager
+def _timed(acc: list[float], server_cpu: Callable[[], float]) -> Iterator[None]:
+    cpu0, t0 = server_cpu(), time.perf_counter()
+    yield
+    acc[0] += time.perf_counter() - t0
+    acc[1] += server_cpu() - cpu0
 
 
 @contextmanager

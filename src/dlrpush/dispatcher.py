@@ -71,7 +71,11 @@ def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
 
 
 class _Settler:
-    """Writes settlements in batches; one writer keeps store round trips few."""
+    """Writes settlements in batches; few writers keep store round trips few.
+
+    Up to ``concurrency`` batches are written at once (the store says how many are worth
+    it). Batches never share a delivery: a delivery is pushed again only after its
+    lease, which a settle clears, so their order of commit does not matter."""
 
     def __init__(self, store: Store, now_ms: Callable[[], int]) -> None:
         self._store = store
@@ -79,12 +83,13 @@ class _Settler:
         self._pending: list[PushOutcome] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._event = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
         self._closing = False
 
     def start(self) -> None:
+        self._slots = asyncio.Semaphore(max(1, self._store.settle_concurrency))
         self._task = asyncio.create_task(self._run(), name="dlrpush-settler")
 
     def add(self, outcome: PushOutcome) -> asyncio.Future[None]:
@@ -92,38 +97,47 @@ class _Settler:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(outcome)
         self._waiters.append(done)
-        self._idle.clear()
         self._event.set()
         return done
 
     async def _run(self) -> None:
+        assert self._slots is not None
         while True:
             await self._event.wait()
             # Let outcomes of pushes finishing together share one transaction.
             await asyncio.sleep(SETTLE_LINGER_S)
             self._event.clear()
             while self._pending:
+                await self._slots.acquire()
                 batch, self._pending = self._pending, []
                 waiters, self._waiters = self._waiters, []
-                while True:
-                    try:
-                        await self._store.settle(batch, self._now_ms())
-                        break
-                    except Exception as exc:
-                        # Keep the batch: the pushes happened and must be recorded. The
-                        # leases keep these deliveries from being claimed meanwhile. Any
-                        # error, not only the store's own: a dead settler would leave
-                        # every later outcome unrecorded.
-                        log.warning(
-                            "recording %d push outcomes failed, retrying: %s", len(batch), exc
-                        )
-                        await asyncio.sleep(0.5)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-            self._idle.set()
+                task = asyncio.create_task(self._write(batch, waiters))
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
             if self._closing:
-                return
+                await asyncio.gather(*self._writing)
+                if not self._pending:
+                    return
+
+    async def _write(self, batch: list[PushOutcome], waiters: list[asyncio.Future[None]]) -> None:
+        assert self._slots is not None
+        try:
+            while True:
+                try:
+                    await self._store.settle(batch, self._now_ms())
+                    break
+                except Exception as exc:
+                    # Keep the batch: the pushes happened and must be recorded. The
+                    # leases keep these deliveries from being claimed meanwhile. Any
+                    # error, not only the store's own: a dead writer would leave these
+                    # outcomes unrecorded.
+                    log.warning("recording %d push outcomes failed, retrying: %s", len(batch), exc)
+                    await asyncio.sleep(0.5)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
         self._closing = True

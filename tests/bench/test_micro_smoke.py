@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m bench.micro``: it runs and prints both of its tables.
+"""Smoke test of ``python -m bench.micro``: it runs and prints every table.
 
 Only the shape is checked; the figures belong to docs/benchmarks.md.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import PG_SKIP
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +37,10 @@ def test_micro_benchmark_prints_every_row() -> None:
         for line in done.stdout.splitlines()
         if line.startswith(("| add_", "| claim", "| settle"))
     ]
-    assert len(calls) == 3, done.stdout
+    stores = 1 if PG_SKIP else 2
+    if PG_SKIP:
+        assert "PostgreSQL skipped" in done.stdout
+    assert len(calls) == 4 * stores, done.stdout  # ingest, claim, two shapes of settle
     for line in calls:
-        assert float(line.rsplit("|", 2)[1]) > 0, line
+        figures = [float(cell) for cell in line.strip("|").split("|")[1:]]
+        assert figures[0] > 0, line  # wall time; the server's CPU may round to 0

@@ -111,6 +111,11 @@ class Store(Protocol):
         """True when only one dispatcher may use the store (SQLite): a starting
         dispatcher may then release every lease at once instead of waiting them out."""
 
+    @property
+    def settle_concurrency(self) -> int:
+        """How many ``settle`` calls are worth running at once: 1 where one thread does
+        every write (SQLite), more where the server runs transactions side by side."""
+
     def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
         """Endpoint ids that got new due work from another process (PostgreSQL
         LISTEN/NOTIFY), or None when the backend cannot tell (the dispatcher polls)."""

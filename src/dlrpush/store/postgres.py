@@ -450,6 +450,12 @@ class PostgresStore:
         # Dispatchers in other processes may hold live leases on the same tables.
         return False
 
+    @property
+    def settle_concurrency(self) -> int:
+        # Settles lock deliveries and then reports in id order, so side by side they
+        # wait for each other at worst; half the pool leaves room for claims and the API.
+        return max(1, min(4, self._pool_max // 2))
+
     def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
         return self._listen()
 

@@ -295,6 +295,10 @@ class SqliteStore:
     def exclusive_dispatch(self) -> bool:
         return True
 
+    @property
+    def settle_concurrency(self) -> int:
+        return 1  # one thread writes: a second settle would only queue behind the first
+
     def work_notifications(self) -> AsyncIterator[frozenset[int]] | None:
         return None
 
