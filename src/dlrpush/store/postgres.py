@@ -89,6 +89,17 @@ _ENDPOINT_COLS = (
 # account and endpoint calls keep the server's setting: their commit is acknowledged.
 _BOOKKEEPING_SQL = "SET LOCAL synchronous_commit = off"
 
+# A settle reaches rows only by key (delivery and report ids), a few hundred at a time.
+# When the statistics lag the table (autovacuum off, or a table that grew since its last
+# ANALYZE) the planner may read whole tables for it instead. Discouraged for the
+# transaction, sequential and bitmap scans give way to index probes whatever the
+# statistics say: 48 against 53 µs of server CPU per report settled, in A/B pairs of
+# 40,000 reports settled 400 at a time. (Ingest showed no difference and keeps the
+# planner's choice.)
+_BY_KEY_SQL = (
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+)
+
 # The claim is one statement, so in autocommit it is committed before it returns (the
 # ``cfg`` CTE is the SET LOCAL above for that one-statement transaction, saving the
 # BEGIN/SET/COMMIT round trips on the hottest call). The inner SELECT locks its rows
@@ -899,6 +910,7 @@ class PostgresStore:
         # snapshot, which the report lock below relies on.
         async with self._conn() as conn, conn.pipeline(), conn.transaction():
             await conn.execute(_BOOKKEEPING_SQL)
+            await conn.execute(_BY_KEY_SQL)
             await conn.execute(_SETTLE_SQL, params)
             await self._refresh_reports(conn, final)
 
