@@ -7,7 +7,7 @@ and Node.js), within one total timeout, keeping at most ``read_cap`` bytes of a 
 connections are reused per origin and closed after ``keepalive_s``. Redirects, cookies,
 proxies and compression have no place in a push, so there are none. A push is the hot
 loop: this client spends about a quarter of the CPU per request of aiohttp's general
-client (see docs/benchmarks.md, "The push client").
+client (docs/benchmarks.md, the `innopaas` paragraph and "Changes measured").
 """
 
 from __future__ import annotations
