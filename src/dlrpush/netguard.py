@@ -24,10 +24,36 @@ class BlockedDestination(OSError):
     """The destination resolves only to addresses callbacks may not reach."""
 
 
+# NAT64 (RFC 6052, RFC 8215): a gateway turns these into the IPv4 address they embed, so
+# they are judged as that address. The local-use prefix may embed it anywhere; it is only
+# reachable where an operator allows it.
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for on the way out, if any."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]  # the client's address
+    return None
+
+
 def address_allowed(ip: str | Address, allow: Sequence[Network]) -> bool:
     addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        if any(addr in net for net in allow):
+            return True
+        if addr in _NAT64_LOCAL_USE:
+            return False
+        embedded = _embedded_ipv4(addr)
+        if embedded is not None:
+            addr = embedded
     if any(addr in net for net in allow):
         return True
     # is_global excludes loopback, RFC 1918, link-local (cloud metadata 169.254.169.254),

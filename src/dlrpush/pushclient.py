@@ -102,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self._answered = False
+        self._delimited = False  # the answer says where its body ends (length or chunked)
 
     def begin(self, waiter: asyncio.Future[_Answer], request: bytes) -> None:
         assert self.transport is not None
@@ -110,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self._chunks = []
         self._size = 0
         self._answered = False
+        self._delimited = False
         self.transport.write(request)
 
     def close(self) -> None:
@@ -131,11 +133,11 @@ class _Connection(asyncio.Protocol):
         self._client._forget(self)
         if self._waiter is None:
             return
-        if self._status >= 200:
-            # The status line and headers arrived: an answer without a length ends where
-            # the connection does, and a cut-short body is for the verdict to judge.
+        if self._status >= 200 and not self._delimited:
+            # An answer that gives neither a length nor chunks ends where the connection does.
             self._finish(False)
         else:
+            # Cut short: a verdict on part of a body could mistake it for a whole one.
             self._fail(_Lost(self._answered))
 
     def data_received(self, data: bytes) -> None:
@@ -146,7 +148,7 @@ class _Connection(asyncio.Protocol):
         self._answered = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(ResponseError(f"not a valid HTTP answer: {exc}"))
             self.abort()
 
@@ -154,6 +156,16 @@ class _Connection(asyncio.Protocol):
         return None  # close our side too
 
     # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            # Another answer follows the one we asked for in the same read: the stream is
+            # out of step and the connection must not go back to the pool.
+            self.abort()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self._delimited = True
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -164,7 +176,7 @@ class _Connection(asyncio.Protocol):
         room = self._client.read_cap - self._size
         self._chunks.append(body[:room] if len(body) > room else body)
         self._size += len(body)
-        if self._size >= self._client.read_cap:
+        if self._size > self._client.read_cap:
             # Enough to judge by; the rest is not worth reading, nor the connection keeping.
             self._finish(False)
             self.abort()
@@ -272,8 +284,11 @@ class PushClient:
             raise
         except BaseException:
             conn.abort()  # timed out or cancelled mid-exchange: the stream is unusable
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # failed as the timeout struck: seen, not to be logged
             raise
-        if reusable and not conn.closed:
+        transport = conn.transport
+        if reusable and not conn.closed and transport is not None and not transport.is_closing():
             self._park(conn)
         else:
             conn.close()

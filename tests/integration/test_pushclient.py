@@ -187,6 +187,18 @@ async def test_a_huge_answer_is_cut_at_the_cap_and_its_connection_dropped() -> N
         assert client.connections_made == 2
         await client.close()
 
+    async def exactly_the_cap(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=big[:1000])
+
+    async with aiohttp_server(exactly_the_cap) as port:
+        client = PushClient(LOOPBACK, read_cap=1000)
+        target = client.target(f"http://127.0.0.1:{port}/")
+        for _ in range(3):
+            assert await client.post(target, b"{}", JSON, 5) == (200, big[:1000])
+        assert client.connections_made == 1
+        await client.close()
+
 
 async def test_a_receiver_that_never_answers_times_out_on_time() -> None:
     async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -254,6 +266,59 @@ async def test_an_answer_that_is_not_http_is_an_error() -> None:
     async with scripted(garbage) as (port, _):
         client = PushClient(LOOPBACK)
         with pytest.raises(ResponseError, match="not a valid HTTP answer"):
+            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
+        await client.close()
+
+
+async def test_an_extra_answer_in_the_same_read_keeps_the_connection_out_of_the_pool() -> None:
+    async def one_too_many(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        # The answer, and the head of another nobody asked for, in one segment.
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n"
+        )
+        await writer.drain()
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\nsecond!")
+        await writer.drain()
+        await reader.read()
+
+    async with scripted(one_too_many) as (port, accepted):
+        client = PushClient(LOOPBACK)
+        target = client.target(f"http://127.0.0.1:{port}/")
+        assert await client.post(target, b"1", JSON, 5) == (200, b"ok")
+        # Reusing that connection would read the 201 as the stray answer's body.
+        assert await client.post(target, b"2", JSON, 5) == (200, b"ok")
+        await client.close()
+    assert len(accepted) == 2
+
+
+async def test_a_body_cut_short_by_a_close_is_an_error_not_an_answer() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"code":0')
+        await writer.drain()
+
+    async with scripted(cut) as (port, _):
+        client = PushClient(LOOPBACK)
+        with pytest.raises(ConnectionResetError, match="in the middle of its answer"):
+            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
+        await client.close()
+
+
+async def test_a_protocol_switch_is_not_an_answer() -> None:
+    async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()
+
+    async with scripted(upgrade) as (port, _):
+        client = PushClient(LOOPBACK)
+        with pytest.raises(ResponseError):
             await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
         await client.close()
 

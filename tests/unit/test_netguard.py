@@ -30,6 +30,13 @@ BLOCKED = [
     "::ffff:10.0.0.1",
     "192.0.2.1",
     "240.0.0.1",
+    # IPv6 forms a gateway turns into an internal IPv4 address: NAT64 (well-known and
+    # local-use prefixes), 6to4, Teredo.
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::7f00:1",
+    "64:ff9b:1::808:808",
+    "2002:7f00:1::1",
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",
 ]
 
 
@@ -38,7 +45,10 @@ def test_internal_addresses_are_refused_by_default(ip: str) -> None:
     assert not address_allowed(ip, ())
 
 
-@pytest.mark.parametrize("ip", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "ip",
+    ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"],
+)
 def test_public_addresses_are_allowed(ip: str) -> None:
     assert address_allowed(ip, ())
 
