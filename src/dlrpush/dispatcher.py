@@ -164,6 +164,7 @@ class _Runner:
         # left: up to one round of requests ahead, so a push that completes is followed
         # by the next without a store round trip.
         self.ready: deque[tuple[int, PushItem]] = deque()
+        self.backlogged = False  # the last claim took all it asked for
         self._failure_logged_ms = 0
         self._failed_since_log = 0
         self.event = asyncio.Event()
@@ -229,9 +230,10 @@ class _Runner:
     async def _fill(self) -> None:
         ep = self.ep
         per_request = ep.batch_max if self.protocol.batched else 1
-        if self.protocol.batched and self.d.settings.linger_ms > 0:
+        if self.protocol.batched and self.d.settings.linger_ms > 0 and not self.backlogged:
             # A few milliseconds let a burst become one request without holding back
-            # a lone report noticeably.
+            # a lone report noticeably. Behind a backlog (the last claim was full) full
+            # requests are there already, and waiting would only idle the customer.
             await asyncio.sleep(self.d.settings.linger_ms / 1000)
         more = True  # the store may hold due work
         while not (self.stopped or self.d.stopping):
@@ -275,6 +277,7 @@ class _Runner:
                     send_by = now + int(ep.timeout_s * 1000)
                     self.ready.extend((send_by, item) for item in items)
                     more = len(items) == limit
+                    self.backlogged = more
                     if self.stopped or self.d.stopping:
                         self._give_back()
             except BaseException:

@@ -99,3 +99,46 @@ async def test_work_that_waited_a_whole_timeout_is_handed_back_not_pushed(
 
     assert runner.d._to_release == [2]  # handed back, to be claimed afresh
     assert pushed == [[1], [3]]  # the next push starts with fresh work instead
+
+
+async def test_a_batching_runner_lingers_for_a_burst_but_not_behind_a_backlog(
+    store: SqliteStore,
+) -> None:
+    """The linger lets a trickle become one request; behind a backlog (the last claim
+    was full) full requests are already there and waiting would only idle the customer."""
+    linger_s = 0.5
+    clock = Clock()
+    await store.create_account(Account("acme", "Acme", T0))
+    ep = await store.create_endpoint(
+        Endpoint(0, "acme", "http://127.0.0.1:9/", "ucloud", batch_max=10, max_in_flight=1)
+    )
+    ids = [f"m{i}" for i in range(45)]
+    await store.add_messages([Message(m, "acme", "8618888888888") for m in ids], T0)
+    await store.add_reports([IncomingReport(m, "DELIVRD", T0) for m in ids], T0, 60_000)
+    settings = Settings(linger_ms=int(linger_s * 1000), lease_margin_s=MARGIN_S)
+    d = Dispatcher(store=store, settings=settings, catalogue=DEFAULT_CATALOGUE, clock=clock)
+    runner = _Runner(d, ep)
+    runner.task.cancel()
+    pushed: list[int] = []
+
+    def record(items: Sequence[PushItem]) -> Coroutine[Any, Any, None]:
+        pushed.append(len(items))
+        return asyncio.sleep(0)
+
+    runner._send = record  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    waits = []
+    while sum(pushed) < len(ids):
+        # The previous push is over: its slot is free, and one fill sends one request.
+        runner.inflight = 0
+        d.global_free = settings.max_in_flight_total
+        t0 = loop.time()
+        await runner._fill()
+        waits.append(loop.time() - t0)
+
+    assert pushed == [10, 10, 10, 10, 5]
+    # The first fill lingers (nothing known yet); its claim comes back full, so the
+    # fills behind it do not, until a claim comes back short of what it asked for.
+    assert waits[0] >= linger_s
+    assert all(w < linger_s / 2 for w in waits[1:-1]), waits
+    assert runner.backlogged is False
