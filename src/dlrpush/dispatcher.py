@@ -73,9 +73,10 @@ def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
 class _Settler:
     """Writes settlements in batches; few writers keep store round trips few.
 
-    Up to ``concurrency`` batches are written at once (the store says how many are worth
-    it). Batches never share a delivery: a delivery is pushed again only after its
-    lease, which a settle clears, so their order of commit does not matter."""
+    Up to ``store.settle_concurrency`` batches are written at once. Batches do not share
+    a delivery: one is claimed again only once a settle cleared its lease or the lease
+    ran out (two timeouts and a margin, 40 s by default, against milliseconds for a
+    settle), so their order of commit does not matter."""
 
     def __init__(self, store: Store, now_ms: Callable[[], int]) -> None:
         self._store = store
