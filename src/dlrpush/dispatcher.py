@@ -321,7 +321,8 @@ class _Runner:
             self.kick()
             self.d.kick_waiting()
         try:
-            await asyncio.gather(*recorded)
+            for committed in recorded:  # usually one: no gather to build per request
+                await committed
         finally:
             self.unsettled -= 1
             self.kick()
