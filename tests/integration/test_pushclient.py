@@ -60,6 +60,29 @@ async def scripted(script: Script) -> AsyncIterator[tuple[int, list[int]]]:
         server.close()
 
 
+def answer_once(raw: bytes, *, then_close: bool) -> Script:
+    """A script that reads one request and writes ``raw``; then it closes the connection
+    or waits for the client to."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        if not then_close:
+            await reader.read()
+
+    return script
+
+
+async def post_once(port: int, body: bytes = b"{}") -> tuple[int, bytes]:
+    """One POST from a fresh client to ``port`` on loopback."""
+    client = PushClient(LOOPBACK)
+    try:
+        return await client.post(client.target(f"http://127.0.0.1:{port}/"), body, JSON, 5)
+    finally:
+        await client.close()
+
+
 @asynccontextmanager
 async def aiohttp_server(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
@@ -139,11 +162,9 @@ async def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
         assert client.connections_made == 1
         await client.close()
 
-    async def close_delimited(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nSUCCESS")
-        await writer.drain()
-
+    close_delimited = answer_once(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nSUCCESS", then_close=True
+    )
     async with scripted(close_delimited) as (port, accepted):
         client = PushClient(LOOPBACK)
         target = client.target(f"http://127.0.0.1:{port}/")
@@ -154,21 +175,12 @@ async def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
 
 
 async def test_an_interim_100_answer_is_skipped() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-        )
-        await writer.drain()
-        await reader.read()
-
-    async with scripted(script) as (port, _):
-        client = PushClient(LOOPBACK)
-        assert await client.post(client.target(f"http://127.0.0.1:{port}/"), b"", JSON, 5) == (
-            201,
-            b"ok",
-        )
-        await client.close()
+    interim_then_final = answer_once(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+        then_close=False,
+    )
+    async with scripted(interim_then_final) as (port, _):
+        assert await post_once(port, b"") == (201, b"ok")
 
 
 async def test_a_huge_answer_is_cut_at_the_cap_and_its_connection_dropped() -> None:
@@ -201,10 +213,7 @@ async def test_a_huge_answer_is_cut_at_the_cap_and_its_connection_dropped() -> N
 
 
 async def test_a_receiver_that_never_answers_times_out_on_time() -> None:
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await reader.read()  # until the client gives up and closes
-
+    hang = answer_once(b"", then_close=False)  # until the client gives up and closes
     async with scripted(hang) as (port, accepted):
         client = PushClient(LOOPBACK)
         target = client.target(f"http://127.0.0.1:{port}/")
@@ -245,29 +254,19 @@ async def test_an_idle_connection_closed_under_a_request_is_retried_once_on_a_fr
 
 
 async def test_a_fresh_connection_closed_without_an_answer_is_an_error() -> None:
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-
-    async with scripted(drop) as (port, accepted):
-        client = PushClient(LOOPBACK)
+    async with scripted(answer_once(b"", then_close=True)) as (port, accepted):
         with pytest.raises(ConnectionResetError, match="without answering"):
-            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
-        await client.close()
+            await post_once(port)
     assert len(accepted) == 1  # not retried: the receiver may have acted on it
 
 
 async def test_an_answer_that_is_not_http_is_an_error() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with scripted(garbage) as (port, _):
-        client = PushClient(LOOPBACK)
+    async with scripted(answer_once(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", then_close=False)) as (
+        port,
+        _,
+    ):
         with pytest.raises(ResponseError, match="not a valid HTTP answer"):
-            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
-        await client.close()
+            await post_once(port)
 
 
 async def test_an_extra_answer_in_the_same_read_keeps_the_connection_out_of_the_pool() -> None:
@@ -295,43 +294,27 @@ async def test_an_extra_answer_in_the_same_read_keeps_the_connection_out_of_the_
 
 
 async def test_a_body_cut_short_by_a_close_is_an_error_not_an_answer() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"code":0')
-        await writer.drain()
-
+    cut = answer_once(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"code":0', then_close=True)
     async with scripted(cut) as (port, _):
-        client = PushClient(LOOPBACK)
         with pytest.raises(ConnectionResetError, match="in the middle of its answer"):
-            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
-        await client.close()
+            await post_once(port)
 
 
 async def test_a_protocol_switch_is_not_an_answer() -> None:
-    async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-        )
-        await writer.drain()
-        await reader.read()
-
+    upgrade = answer_once(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        then_close=False,
+    )
     async with scripted(upgrade) as (port, _):
-        client = PushClient(LOOPBACK)
         with pytest.raises(ResponseError):
-            await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
-        await client.close()
+            await post_once(port)
 
 
 async def test_refused_connections_raise_the_network_error() -> None:
-    async def answer_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-
-    async with scripted(answer_nothing) as (port, _):
+    async with scripted(answer_once(b"", then_close=True)) as (port, _):
         pass  # closed: nothing listens on the port any more
-    client = PushClient(LOOPBACK)
     with pytest.raises(ConnectionRefusedError):
-        await client.post(client.target(f"http://127.0.0.1:{port}/"), b"{}", JSON, 5)
+        await post_once(port)
 
 
 async def test_the_guard_refuses_literal_and_resolved_addresses_outside_the_allowed_ranges() -> (
