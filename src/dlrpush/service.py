@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 import uvicorn
@@ -41,17 +42,28 @@ async def _open(settings: Settings) -> Store:
     return store
 
 
+# A stop signal repeated within this long is the same stop delivered twice (to the
+# process group and again by a parent such as make or a supervisor passing it on).
+SAME_STOP_S = 1.0
+
+
 class _Server(uvicorn.Server):
     """uvicorn re-raises a captured SIGTERM once it has stopped serving, which would kill
     the process before the dispatcher records its in-flight pushes; the service handles
-    the signals itself instead."""
+    the signals itself instead. A second stop signal forces the exit, unless it came
+    right after the first."""
+
+    _first_stop: float | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
     def request_exit(self) -> None:
-        if self.should_exit:
+        now = time.monotonic()
+        if self._first_stop is None:
+            self._first_stop = now
+        elif now - self._first_stop >= SAME_STOP_S:
             self.force_exit = True
         self.should_exit = True
 

@@ -169,6 +169,23 @@ def test_serve_answers_health_and_stops_cleanly_on_sigterm(
     assert "Traceback" not in service.output()
 
 
+def test_a_stop_signal_delivered_twice_still_stops_gracefully(
+    spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    """``timeout``, make and supervisors may signal the process group and the service
+    too: the same stop arrives twice, a moment apart."""
+    service = spawn("serve", "--port", "0", "--store", f"sqlite:///{tmp_path / 's.db'}")
+    service.popen.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    service.popen.send_signal(signal.SIGTERM)
+    try:
+        code = service.popen.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve still running 10 s after SIGTERM")
+    assert code == 0, f"exit code {code}:\n{service.output()}"
+    assert "Traceback" not in service.output()
+
+
 def test_admin_token_guards_the_api(spawn: Callable[..., Proc], tmp_path: Path) -> None:
     service = spawn(
         "serve",
