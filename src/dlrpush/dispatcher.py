@@ -47,6 +47,11 @@ SNIPPET_CHARS = 200
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
 SETTLE_LINGER_S = 0.002
+# Rows one claim or settle call may carry. On SQLite every store call runs alone on one
+# thread (~10-15 µs a row): a neighbour's claim of a few thousand retries would hold a
+# healthy endpoint's claim up for tens of milliseconds. Past a few hundred rows a
+# bigger call saves nothing measurable (docs/benchmarks.md).
+CALL_ROWS = 400
 FAILURE_LOG_EVERY_MS = 10_000
 
 
@@ -110,8 +115,7 @@ class _Settler:
             self._event.clear()
             while self._pending:
                 await self._slots.acquire()
-                batch, self._pending = self._pending, []
-                waiters, self._waiters = self._waiters, []
+                batch, waiters = self._take()
                 task = asyncio.create_task(self._write(batch, waiters))
                 self._writing.add(task)
                 task.add_done_callback(self._writing.discard)
@@ -119,6 +123,18 @@ class _Settler:
                 await asyncio.gather(*self._writing)
                 if not self._pending:
                     return
+
+    def _take(self) -> tuple[list[PushOutcome], list[asyncio.Future[None]]]:
+        """The oldest outcomes up to ``CALL_ROWS`` settlements (at least one outcome)."""
+        rows = n = 0
+        for outcome in self._pending:
+            n += 1
+            rows += len(outcome.settlements)
+            if rows >= CALL_ROWS:
+                break
+        batch, self._pending = self._pending[:n], self._pending[n:]
+        waiters, self._waiters = self._waiters[:n], self._waiters[n:]
+        return batch, waiters
 
     async def _write(self, batch: list[PushOutcome], waiters: list[asyncio.Future[None]]) -> None:
         assert self._slots is not None
@@ -268,7 +284,7 @@ class _Runner:
                     # One round ahead when the process has slots to spare, so claiming
                     # never leaves leased work queued behind other customers for long.
                     ahead = min(ep.max_in_flight, self.d.global_free) * per_request
-                    limit = want + ahead - len(self.ready)
+                    limit = min(want + ahead - len(self.ready), max(CALL_ROWS, per_request))
                     now = self.d.now_ms()
                     items = await self.d.store.claim(
                         ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
@@ -292,7 +308,7 @@ class _Runner:
             for chunk in chunks:
                 self.inflight += 1
                 self.d.spawn(self._send(chunk))
-            if len(chunks) < slots:
+            if len(chunks) < slots and not more:
                 return
 
     async def _send(self, items: Sequence[PushItem]) -> None:

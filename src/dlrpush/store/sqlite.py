@@ -98,16 +98,25 @@ WHERE reports.id = s.value
 """
 
 # Bulk writes take their rows as one JSON array and expand it inside SQLite, so a batch
-# is one statement step whatever its size.
+# is one statement step whatever its size. New reports are numbered in array order.
 _INSERT_REPORTS_SQL = """
-INSERT INTO reports (id, msgid, account_id, status, error_code, description, receipt,
+INSERT INTO reports (msgid, account_id, status, error_code, description, receipt,
                      report_time_ms, received_ms, hold_until_ms, state)
-SELECT :first + j.key, j.value ->> 0, m.account_id, j.value ->> 1, j.value ->> 2,
+SELECT j.value ->> 0, m.account_id, j.value ->> 1, j.value ->> 2,
        j.value ->> 3, j.value ->> 4, j.value ->> 5, :now,
        CASE WHEN m.account_id IS NULL THEN :hold_until END,
        CASE WHEN m.account_id IS NULL THEN 'held' ELSE 'pending' END
 FROM json_each(:rows) AS j
 LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
+ORDER BY j.key
+"""
+
+# How many of an ingest's reports matched, and which endpoints got deliveries
+# (:made is the first new delivery id, NULL when none was made).
+_INGEST_SUMMARY_SQL = """
+SELECT (SELECT COUNT(*) FROM reports
+        WHERE id BETWEEN :first AND :last AND state = 'pending'),
+       (SELECT json_group_array(DISTINCT endpoint_id) FROM deliveries WHERE id >= :made)
 """
 
 _INSERT_MESSAGES_SQL = """
@@ -530,12 +539,24 @@ class SqliteStore:
     def _fan_out(c: sqlite3.Connection, where: str, params: dict[str, object]) -> frozenset[int]:
         """Create the pending deliveries of the reports ``where`` picks; returns the
         endpoints that got work."""
-        first = SqliteStore._next_id(c, "deliveries")
-        c.execute(f"{_FAN_OUT_SQL} WHERE {where} ORDER BY r.id, e.id", params)
+        made = SqliteStore._inserted_ids(
+            c.execute(f"{_FAN_OUT_SQL} WHERE {where} ORDER BY r.id, e.id", params)
+        )
+        if not made:
+            return frozenset()
         rows = c.execute(
-            "SELECT DISTINCT endpoint_id FROM deliveries WHERE id >= ?", (first,)
+            "SELECT DISTINCT endpoint_id FROM deliveries WHERE id >= ?", (made.start,)
         ).fetchall()
         return frozenset(r[0] for r in rows)
+
+    @staticmethod
+    def _inserted_ids(cur: sqlite3.Cursor) -> range:
+        """The rowids an ``INSERT … SELECT`` just gave its rows: SQLite numbers new rows
+        on from the table's largest rowid, one by one, so they are consecutive. Read
+        from the cursor, this costs no statement (each one is a GIL hand-off)."""
+        n = cur.rowcount
+        last = cur.lastrowid or 0
+        return range(last - n + 1, last + 1) if n > 0 else range(0)
 
     async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
         rows = _json_array(
@@ -596,26 +617,30 @@ class SqliteStore:
         ).decode()
 
         def _do(c: sqlite3.Connection) -> IngestResult:
-            first = self._next_id(c, "reports")
-            c.execute(
-                _INSERT_REPORTS_SQL,
-                {"first": first, "now": now_ms, "hold_until": now_ms + hold_ms, "rows": rows},
-            )
-            last = first + len(reports)
-            matched = c.execute(
-                "SELECT COUNT(*) FROM reports WHERE id >= ? AND id < ? AND state = 'pending'",
-                (first, last),
-            ).fetchone()[0]
-            endpoints = (
-                self._fan_out(
-                    c,
-                    "r.id >= :first AND r.id < :last AND r.state = 'pending'",
-                    {"now": now_ms, "first": first, "last": last},
+            # Five statements in all: each is a hand-off of the GIL that, beside a busy
+            # event loop, can wait a whole switch interval (docs/benchmarks.md).
+            ids = self._inserted_ids(
+                c.execute(
+                    _INSERT_REPORTS_SQL,
+                    {"now": now_ms, "hold_until": now_ms + hold_ms, "rows": rows},
                 )
-                if matched
-                else frozenset()
             )
-            return IngestResult(accepted=len(reports), endpoints=endpoints, matched=matched)
+            span = {"now": now_ms, "first": ids.start, "last": ids.stop - 1}
+            made = self._inserted_ids(
+                c.execute(
+                    f"{_FAN_OUT_SQL} WHERE r.id BETWEEN :first AND :last"
+                    " AND r.state = 'pending' ORDER BY r.id, e.id",
+                    span,
+                )
+            )
+            matched, endpoints = c.execute(
+                _INGEST_SUMMARY_SQL, {**span, "made": made.start if made else None}
+            ).fetchone()
+            return IngestResult(
+                accepted=len(reports),
+                endpoints=frozenset(orjson.loads(endpoints)),
+                matched=matched,
+            )
 
         return await self._run(self._write, _do)
 
