@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from dlrpush import retry
 from dlrpush.catalogue import Catalogue
-from dlrpush.errors import DlrpushError
+from dlrpush.errors import DlrpushError, SettledInPart
 from dlrpush.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -47,11 +47,6 @@ SNIPPET_CHARS = 200
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
 SETTLE_LINGER_S = 0.002
-# Rows one claim or settle call may carry. On SQLite every store call runs alone on one
-# thread (~10-15 µs a row): a neighbour's claim of a few thousand retries would hold a
-# healthy endpoint's claim up for tens of milliseconds. Past a few hundred rows a
-# bigger call saves nothing measurable (docs/benchmarks.md).
-CALL_ROWS = 400
 FAILURE_LOG_EVERY_MS = 10_000
 
 
@@ -115,7 +110,8 @@ class _Settler:
             self._event.clear()
             while self._pending:
                 await self._slots.acquire()
-                batch, waiters = self._take()
+                batch, self._pending = self._pending, []
+                waiters, self._waiters = self._waiters, []
                 task = asyncio.create_task(self._write(batch, waiters))
                 self._writing.add(task)
                 task.add_done_callback(self._writing.discard)
@@ -123,18 +119,6 @@ class _Settler:
                 await asyncio.gather(*self._writing)
                 if not self._pending:
                     return
-
-    def _take(self) -> tuple[list[PushOutcome], list[asyncio.Future[None]]]:
-        """The oldest outcomes up to ``CALL_ROWS`` settlements (at least one outcome)."""
-        rows = n = 0
-        for outcome in self._pending:
-            n += 1
-            rows += len(outcome.settlements)
-            if rows >= CALL_ROWS:
-                break
-        batch, self._pending = self._pending[:n], self._pending[n:]
-        waiters, self._waiters = self._waiters[:n], self._waiters[n:]
-        return batch, waiters
 
     async def _write(self, batch: list[PushOutcome], waiters: list[asyncio.Future[None]]) -> None:
         assert self._slots is not None
@@ -148,6 +132,8 @@ class _Settler:
                     # leases keep these deliveries from being claimed meanwhile. Any
                     # error, not only the store's own: a dead writer would leave these
                     # outcomes unrecorded.
+                    if isinstance(exc, SettledInPart):
+                        batch = batch[exc.recorded :]
                     log.warning("recording %d push outcomes failed, retrying: %s", len(batch), exc)
                     await asyncio.sleep(0.5)
             for waiter in waiters:
@@ -284,7 +270,7 @@ class _Runner:
                     # One round ahead when the process has slots to spare, so claiming
                     # never leaves leased work queued behind other customers for long.
                     ahead = min(ep.max_in_flight, self.d.global_free) * per_request
-                    limit = min(want + ahead - len(self.ready), max(CALL_ROWS, per_request))
+                    limit = want + ahead - len(self.ready)
                     now = self.d.now_ms()
                     items = await self.d.store.claim(
                         ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
@@ -308,7 +294,7 @@ class _Runner:
             for chunk in chunks:
                 self.inflight += 1
                 self.d.spawn(self._send(chunk))
-            if len(chunks) < slots and not more:
+            if len(chunks) < slots:
                 return
 
     async def _send(self, items: Sequence[PushItem]) -> None:

@@ -32,3 +32,12 @@ class Conflict(DlrpushError):
 
 class StoreUnavailable(DlrpushError):
     """The store cannot be reached or is locked; callers may retry later."""
+
+
+class SettledInPart(StoreUnavailable):
+    """A settle recorded its first ``recorded`` outcomes, then failed: a retry must
+    record only the rest, or those attempts would be logged twice."""
+
+    def __init__(self, recorded: int, message: str) -> None:
+        super().__init__(message)
+        self.recorded = recorded

@@ -16,19 +16,8 @@ from typing import Any
 import pytest
 
 from dlrpush.catalogue import DEFAULT_CATALOGUE
-from dlrpush.dispatcher import CALL_ROWS, DUE_SLACK_MS, Dispatcher, _Runner, _Settler
-from dlrpush.models import (
-    Account,
-    AttemptOutcome,
-    AttemptRecord,
-    DeliveryState,
-    Endpoint,
-    IncomingReport,
-    Message,
-    PushItem,
-    PushOutcome,
-    Settlement,
-)
+from dlrpush.dispatcher import DUE_SLACK_MS, Dispatcher, _Runner
+from dlrpush.models import Account, Endpoint, IncomingReport, Message, PushItem
 from dlrpush.settings import Settings
 from dlrpush.store.sqlite import SqliteStore
 
@@ -153,76 +142,3 @@ async def test_a_batching_runner_lingers_for_a_burst_but_not_behind_a_backlog(
     assert waits[0] >= linger_s
     assert all(w < linger_s / 2 for w in waits[1:-1]), waits
     assert runner.backlogged is False
-
-
-async def test_a_backlog_is_claimed_in_bounded_calls_that_still_fill_every_slot(
-    store: SqliteStore,
-) -> None:
-    """On SQLite a store call runs alone on one thread: a claim of thousands of rows
-    would hold up every other endpoint's claim. One fill makes several small claims
-    instead, and still starts a request in every free slot."""
-    clock = Clock()
-    await store.create_account(Account("acme", "Acme", T0))
-    ep = await store.create_endpoint(
-        Endpoint(0, "acme", "http://127.0.0.1:9/", "ucloud", batch_max=100, max_in_flight=16)
-    )
-    ids = [f"m{i}" for i in range(3_000)]
-    await store.add_messages([Message(m, "acme", "8618888888888") for m in ids], T0)
-    await store.add_reports([IncomingReport(m, "DELIVRD", T0) for m in ids], T0, 60_000)
-    d = Dispatcher(store=store, settings=Settings(), catalogue=DEFAULT_CATALOGUE, clock=clock)
-    runner = _Runner(d, ep)
-    runner.task.cancel()
-    pushed: list[int] = []
-    asked: list[int] = []
-    claim = store.claim
-
-    async def counted_claim(endpoint_id: int, limit: int, now_ms: int, lease_ms: int) -> Any:
-        asked.append(limit)
-        return await claim(endpoint_id, limit, now_ms, lease_ms)
-
-    def record(items: Sequence[PushItem]) -> Coroutine[Any, Any, None]:
-        pushed.append(len(items))
-        return asyncio.sleep(0)
-
-    store.claim = counted_claim  # type: ignore[method-assign]
-    runner._send = record  # type: ignore[method-assign]
-
-    await runner._fill()
-
-    assert pushed == [100] * 16
-    assert len(asked) > 1 and max(asked) <= CALL_ROWS
-
-
-class _RecordingStore:
-    settle_concurrency = 1
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
-        self.calls.append(sum(len(o.settlements) for o in outcomes))
-
-
-async def test_outcomes_piled_up_are_recorded_in_bounded_calls() -> None:
-    store = _RecordingStore()
-    settler = _Settler(store, lambda: T0)  # type: ignore[arg-type]
-    settler.start()
-    attempt = AttemptRecord(1, T0, 1.0, 200, AttemptOutcome.DELIVERED)
-    done = [
-        settler.add(
-            PushOutcome(
-                attempt,
-                tuple(
-                    Settlement(i * 100 + k, i * 100 + k, DeliveryState.DELIVERED, 1, None)
-                    for k in range(100)
-                ),
-            )
-        )
-        for i in range(10)
-    ]
-
-    await asyncio.wait_for(asyncio.gather(*done), 5)
-    await settler.close()
-
-    assert sum(store.calls) == 1_000
-    assert max(store.calls) <= CALL_ROWS and len(store.calls) >= 1_000 // CALL_ROWS

@@ -182,7 +182,10 @@ class Store(Protocol):
     ) -> list[PushItem]:
         """Lease up to ``limit`` due deliveries of one endpoint, oldest due first."""
 
-    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None: ...
+    async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
+        """Record outcomes in order. A backend that records them in several
+        transactions raises ``SettledInPart`` when it fails after the first, so a
+        retry records only the rest."""
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         """Give back leases of claimed deliveries that were not pushed."""

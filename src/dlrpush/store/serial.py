@@ -4,7 +4,9 @@ The SQLite store runs every call on a single thread. With a plain FIFO a claim t
 healthy endpoint is waiting on queues behind every settle batch a failing neighbour has
 produced; here a call carries a priority, so latency-critical work only waits for the
 call already running. Lower priorities are never starved: after a few calls in a row
-from above, the oldest waiting lower call runs.
+from above, the oldest waiting lower call runs. A long call can make way itself: it
+checks ``others_waiting`` between chunks of its work, commits what it has done and
+queues the rest as a new call.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class SerialWorker:
                 fut.set_result(fn())
             except BaseException as exc:
                 fut.set_exception(exc)
+
+    def others_waiting(self) -> bool:
+        """Whether a call is queued behind the running one (read without the lock: a
+        call queued a moment ago may be missed, and is then seen at the next check)."""
+        return any(self._queues)
 
     def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
         fut: Future[T] = Future()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dlrpush.errors import ConfigError, Conflict, NotFound, StoreUnavailable
+from dlrpush.errors import ConfigError, Conflict, NotFound, SettledInPart, StoreUnavailable
 from dlrpush.models import (
     Account,
     ApiKey,
@@ -59,6 +59,12 @@ from dlrpush.store.serial import BACKGROUND, NORMAL, URGENT, SerialWorker
 T = TypeVar("T")
 
 SWITCH_INTERVAL_S = 0.001
+# Rows a claim or settle handles before it looks whether another call waits. Every call
+# runs alone on the store's thread at 10-15 µs a row: unchunked, a neighbour's claim of
+# a few thousand retries held a healthy endpoint's claim up for 30-60 ms. A call that
+# finds another waiting commits what it has and queues the rest behind it; with nobody
+# waiting it goes on in the same transaction (docs/benchmarks.md).
+CHUNK_ROWS = 400
 
 _ENDPOINT_COLS = (
     "id, account_id, url, protocol, receiver, pswd, batch_max, retry_schedule, timeout_s,"
@@ -649,52 +655,99 @@ class SqliteStore:
     async def claim(
         self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
     ) -> list[PushItem]:
-        def _do(c: sqlite3.Connection) -> list[PushItem]:
-            rows = self._fetch(
-                _PUSH_ITEM_COLS, _DUE_ITEMS_SQL, (endpoint_id, now_ms, now_ms, limit)
-            )
-            if rows:
-                c.execute(
-                    "UPDATE deliveries SET lease_until_ms = ?"
-                    " WHERE id IN (SELECT value FROM json_each(?))",
-                    (now_ms + lease_ms, _json_array(r[0] for r in rows)),
+        def _do(c: sqlite3.Connection, want: int) -> tuple[list[PushItem], bool]:
+            items: list[PushItem] = []
+            while True:
+                n = min(CHUNK_ROWS, want - len(items))
+                rows = self._fetch(
+                    _PUSH_ITEM_COLS, _DUE_ITEMS_SQL, (endpoint_id, now_ms, now_ms, n)
                 )
-            return [push_item_from_row(r) for r in rows]
+                if rows:
+                    c.execute(
+                        "UPDATE deliveries SET lease_until_ms = ?"
+                        " WHERE id IN (SELECT value FROM json_each(?))",
+                        (now_ms + lease_ms, _json_array(r[0] for r in rows)),
+                    )
+                items += [push_item_from_row(r) for r in rows]
+                if len(rows) < n or len(items) >= want:
+                    return items, False
+                if self._worker.others_waiting():
+                    return items, True  # make way; the rest is claimed in a new call
 
-        return await self._run(self._bookkeeping, _do, priority=URGENT)
+        items: list[PushItem] = []
+        while True:
+            try:
+                got, cut = await self._run(
+                    self._bookkeeping, partial(_do, want=limit - len(items)), priority=URGENT
+                )
+            except StoreUnavailable:
+                if items:
+                    return items  # leased and committed: push them, claim the rest later
+                raise
+            items += got
+            if not cut:
+                return items
 
     async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
-        def _do(c: sqlite3.Connection) -> None:
-            first = self._next_id(c, "pushes")
-            pushes = []
-            deliveries = []
-            final: set[int] = set()
-            for push_id, (a, settlements) in enumerate(outcomes, first):
-                pushes.append(
-                    (
-                        push_id,
-                        a.endpoint_id,
-                        a.started_ms,
-                        a.latency_ms,
-                        a.http_status,
-                        a.outcome.value,
-                        a.snippet,
-                        len(settlements),
-                    )
-                )
-                for st in settlements:
-                    deliveries.append(
-                        (st.delivery_id, st.state.value, st.tries, st.next_attempt_ms, push_id)
-                    )
-                    # A retry leaves the report pending, as it was: nothing to rewrite.
-                    if st.state is not DeliveryState.PENDING:
-                        final.add(st.report_id)
-            c.execute(_INSERT_PUSHES_SQL, (_json_array(pushes),))
-            c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, _json_array(deliveries)))
-            if final:
-                c.execute(_REPORT_STATE_SQL, (_json_array(final),))
+        def _do(c: sqlite3.Connection, todo: Sequence[PushOutcome]) -> int:
+            """Record outcomes in chunks of about ``CHUNK_ROWS`` deliveries; returns
+            how many were recorded (fewer than all when another call is waiting)."""
+            done = 0
+            while done < len(todo):
+                chunk, rows = [], 0
+                for outcome in todo[done:]:
+                    chunk.append(outcome)
+                    rows += len(outcome.settlements)
+                    if rows >= CHUNK_ROWS:
+                        break
+                self._settle_chunk(c, chunk, now_ms)
+                done += len(chunk)
+                if self._worker.others_waiting():
+                    break
+            return done
 
-        await self._run(self._bookkeeping, _do, priority=BACKGROUND)
+        done = 0
+        while done < len(outcomes):
+            try:
+                done += await self._run(
+                    self._bookkeeping, partial(_do, todo=outcomes[done:]), priority=BACKGROUND
+                )
+            except StoreUnavailable as exc:
+                if done:
+                    raise SettledInPart(done, str(exc)) from exc
+                raise
+
+    def _settle_chunk(
+        self, c: sqlite3.Connection, outcomes: Sequence[PushOutcome], now_ms: int
+    ) -> None:
+        first = self._next_id(c, "pushes")
+        pushes = []
+        deliveries = []
+        final: set[int] = set()
+        for push_id, (a, settlements) in enumerate(outcomes, first):
+            pushes.append(
+                (
+                    push_id,
+                    a.endpoint_id,
+                    a.started_ms,
+                    a.latency_ms,
+                    a.http_status,
+                    a.outcome.value,
+                    a.snippet,
+                    len(settlements),
+                )
+            )
+            for st in settlements:
+                deliveries.append(
+                    (st.delivery_id, st.state.value, st.tries, st.next_attempt_ms, push_id)
+                )
+                # A retry leaves the report pending, as it was: nothing to rewrite.
+                if st.state is not DeliveryState.PENDING:
+                    final.add(st.report_id)
+        c.execute(_INSERT_PUSHES_SQL, (_json_array(pushes),))
+        c.execute(_SETTLE_DELIVERIES_SQL, (now_ms, _json_array(deliveries)))
+        if final:
+            c.execute(_REPORT_STATE_SQL, (_json_array(final),))
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         ids = _json_array(delivery_ids)
