@@ -288,6 +288,57 @@ async def test_delete_endpoint_fails_its_pending_deliveries(store: Store) -> Non
     assert await store.due_endpoints(T0 + 2) == {}
 
 
+async def test_listing_by_each_state_finds_exactly_its_reports_page_by_page(
+    store: Store,
+) -> None:
+    """Every state can be listed, whichever index a backend finds it through; a report
+    delivered to one endpoint and failed at another is failed."""
+    ep_a, ep_b = await _setup(store, endpoints=2)
+    names = {
+        ReportState.DELIVERED: ["d0", "d1", "d2", "d3"],
+        ReportState.FAILED: ["f0", "f1", "f2"],
+        ReportState.PENDING: ["p0", "p1"],
+        ReportState.UNMATCHED: ["u0", "u1"],
+        ReportState.HELD: ["h0", "h1", "h2"],
+    }
+    matched = [
+        m
+        for s in (ReportState.DELIVERED, ReportState.FAILED, ReportState.PENDING)
+        for m in names[s]
+    ]
+    await store.add_messages([_msg(m) for m in matched], T0)
+    # Interleaved, so no state is a contiguous run of ids.
+    order = sorted((m for ms in names.values() for m in ms), key=lambda m: (m[1], m[0]))
+    await store.add_reports([_rep(m) for m in order if m[0] in "dfpu"], T0, HOLD)
+    await store.expire_held(T0 + HOLD)  # u*: held past the window
+    await store.add_reports([_rep(m) for m in names[ReportState.HELD]], T0 + HOLD, HOLD)
+    for ep in (ep_a, ep_b):
+        items = await store.claim(ep.id, 100, T0 + HOLD, LEASE)
+        by_msgid = {i.msgid: i for i in items}
+        done = [by_msgid[m] for m in names[ReportState.DELIVERED]]
+        # f*: delivered at one endpoint, failed at the other.
+        done += [by_msgid[m] for m in names[ReportState.FAILED]] if ep is ep_a else []
+        await store.settle(_settle(done, ep, DeliveryState.DELIVERED), T0 + HOLD + 1)
+        if ep is ep_b:
+            failed = [by_msgid[m] for m in names[ReportState.FAILED]]
+            await store.settle(_settle(failed, ep, DeliveryState.FAILED), T0 + HOLD + 1)
+        await store.release([i.delivery_id for i in items if i.msgid.startswith("p")])
+
+    for state, expected in names.items():
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list_reports(ReportFilter(state=state), cursor, 2)
+            assert all(r.state is state for r in page.items)
+            seen += [r.msgid for r in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert sorted(seen) == expected, state
+    counts = await store.counts()
+    assert {s: counts[s.value] for s in names} == {s: len(ms) for s, ms in names.items()}
+
+
 async def test_listing_pages_with_cursor_and_filters(store: Store) -> None:
     await _setup(store)
     await _setup(store, account="other")

@@ -79,6 +79,9 @@ class Dialect:
     msgid_in: str  # a clause testing r.msgid against a list passed as one parameter
     msgid_list: Callable[[Sequence[str]], object]  # that parameter
     text: Callable[[str], str] = str  # how a text parameter is made storable
+    # The clause picking reports in a state, given the state and the placeholder: a
+    # backend whose indexes do not hold the state names a path that leads to it.
+    state_is: Callable[[ReportState, str], str] = lambda _state, ph: f"r.state = {ph}"
 
 
 def report_filter(flt: ReportFilter, d: Dialect) -> tuple[list[str], list[object]]:
@@ -93,7 +96,7 @@ def report_filter(flt: ReportFilter, d: Dialect) -> tuple[list[str], list[object
         where.append(f"r.msgid = {ph}")
         params.append(d.text(flt.msgid))
     if flt.state is not None:
-        where.append(f"r.state = {ph}")
+        where.append(d.state_is(flt.state, ph))
         params.append(flt.state.value)
     if flt.since_ms is not None:
         where.append(f"r.received_ms >= {ph}")
