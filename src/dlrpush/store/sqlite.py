@@ -15,7 +15,15 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -542,12 +550,17 @@ class SqliteStore:
     # -- ingest -----------------------------------------------------------------------
 
     @staticmethod
-    def _fan_out(c: sqlite3.Connection, where: str, params: dict[str, object]) -> frozenset[int]:
-        """Create the pending deliveries of the reports ``where`` picks; returns the
-        endpoints that got work."""
-        made = SqliteStore._inserted_ids(
+    def _make_deliveries(c: sqlite3.Connection, where: str, params: Mapping[str, object]) -> range:
+        """Create the pending deliveries of the reports ``where`` picks; returns their ids."""
+        return SqliteStore._inserted_ids(
             c.execute(f"{_FAN_OUT_SQL} WHERE {where} ORDER BY r.id, e.id", params)
         )
+
+    @staticmethod
+    def _fan_out(c: sqlite3.Connection, where: str, params: Mapping[str, object]) -> frozenset[int]:
+        """Create the pending deliveries of the reports ``where`` picks; returns the
+        endpoints that got work."""
+        made = SqliteStore._make_deliveries(c, where, params)
         if not made:
             return frozenset()
         rows = c.execute(
@@ -632,12 +645,8 @@ class SqliteStore:
                 )
             )
             span = {"now": now_ms, "first": ids.start, "last": ids.stop - 1}
-            made = self._inserted_ids(
-                c.execute(
-                    f"{_FAN_OUT_SQL} WHERE r.id BETWEEN :first AND :last"
-                    " AND r.state = 'pending' ORDER BY r.id, e.id",
-                    span,
-                )
+            made = self._make_deliveries(
+                c, "r.id BETWEEN :first AND :last AND r.state = 'pending'", span
             )
             matched, endpoints = c.execute(
                 _INGEST_SUMMARY_SQL, {**span, "made": made.start if made else None}
