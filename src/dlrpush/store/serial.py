@@ -5,8 +5,10 @@ healthy endpoint is waiting on queues behind every settle batch a failing neighb
 produced; here a call carries a priority, so latency-critical work only waits for the
 call already running. Lower priorities are never starved: after a few calls in a row
 from above, the oldest waiting lower call runs. A long call can make way itself: it
-checks ``others_waiting`` between chunks of its work, commits what it has done and
-queues the rest as a new call.
+asks ``make_way`` between chunks of its work and, told yes, commits what it has done and
+queues the rest as a new call. The next call to run is then one that was already
+waiting, even if the rest is queued at a higher priority before the thread picks (the
+caller's event loop may win the GIL first): otherwise the cut would buy nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ BACKGROUND = 2  # nobody waits: outcomes, lease releases, expiry
 # After this many calls taken ahead of waiting lower-priority work, one of those runs.
 FAIRNESS_STREAK = 4
 
-_Call = tuple[Callable[[], Any], Future[Any]]
+_Call = tuple[int, Callable[[], Any], Future[Any]]
 
 
 class SerialWorker:
@@ -35,6 +37,9 @@ class SerialWorker:
         self._cond = threading.Condition()
         self._stopping = False
         self._streak = 0
+        self._seq = 0  # calls submitted so far; each call carries its number
+        # Set by make_way: the next call taken must be numbered at most this.
+        self._waiting_since: int | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._started = False
 
@@ -47,6 +52,11 @@ class SerialWorker:
                 if self._stopping:
                     return None
                 self._cond.wait()
+            if self._waiting_since is not None:
+                limit, self._waiting_since = self._waiting_since, None
+                earlier = [q for q in waiting if q[0][0] <= limit]
+                if earlier:
+                    return earlier[0].popleft()
             top = waiting[0]
             if len(waiting) > 1 and self._streak >= FAIRNESS_STREAK:
                 self._streak = 0
@@ -56,7 +66,7 @@ class SerialWorker:
 
     def _loop(self) -> None:
         while (call := self._next()) is not None:
-            fn, fut = call
+            _, fn, fut = call
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
@@ -64,10 +74,15 @@ class SerialWorker:
             except BaseException as exc:
                 fut.set_exception(exc)
 
-    def others_waiting(self) -> bool:
-        """Whether a call is queued behind the running one (read without the lock: a
-        call queued a moment ago may be missed, and is then seen at the next check)."""
-        return any(self._queues)
+    def make_way(self) -> bool:
+        """Called by the running call between chunks of its work: whether another call
+        is waiting. If so, the caller is expected to end now and queue the rest; one of
+        the calls waiting at this moment runs before anything queued later."""
+        with self._cond:
+            if not any(self._queues):
+                return False
+            self._waiting_since = self._seq
+            return True
 
     def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
         fut: Future[T] = Future()
@@ -77,7 +92,8 @@ class SerialWorker:
             if not self._started:
                 self._thread.start()
                 self._started = True
-            self._queues[priority].append((fn, fut))
+            self._seq += 1
+            self._queues[priority].append((self._seq, fn, fut))
             self._cond.notify()
         return fut
 

@@ -680,7 +680,7 @@ class SqliteStore:
                 items += [push_item_from_row(r) for r in rows]
                 if len(rows) < n or len(items) >= want:
                     return items, False
-                if self._worker.others_waiting():
+                if self._worker.make_way():
                     return items, True  # make way; the rest is claimed in a new call
 
         items: list[PushItem] = []
@@ -711,7 +711,7 @@ class SqliteStore:
                         break
                 self._settle_chunk(c, chunk, now_ms)
                 done += len(chunk)
-                if self._worker.others_waiting():
+                if self._worker.make_way():
                     break
             return done
 
