@@ -268,6 +268,12 @@ async def run(state: Run, workdir: Path) -> None:
             )
         if "naive" in chosen:
             await step("naive", "-", "innopaas", bench.naive(sizes.naive))
+            await step(
+                "naive-requests",
+                "-",
+                "innopaas",
+                bench.naive(sizes.naive, client="requests"),
+            )
         for store in stores:
             if "ucloud" in chosen:
                 await step(

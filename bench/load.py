@@ -6,8 +6,8 @@ paced at a steady rate), noting when each array was sent and acknowledged; waiti
 a timing receiver has every report and reading its arrival times; the latency and rate
 figures computed from those times; and the two pushers that involve no service at all:
 the ceiling (a bare loop posting pre-rendered bodies, with aiohttp or with dlrpush's own
-push client) and the naive baseline (one blocking ``http.client`` POST per report from a
-loop).
+push client) and the naive baselines (one blocking POST per report from a loop: on one
+kept-alive ``http.client`` connection, and with a bare ``requests.post``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import requests
 
 from dlrpush.catalogue import DEFAULT_CATALOGUE
 from dlrpush.enrich import enrich
@@ -416,4 +417,21 @@ def naive_push(port: int, bodies: list[bytes]) -> Pushed:
                 failures += 1
     finally:
         conn.close()
+    return Pushed(1, sent, first, time.process_time() - cpu0, failures)
+
+
+def naive_requests_push(port: int, bodies: list[bytes]) -> Pushed:
+    """Literally ``requests.post(url, data=body)`` per body from a loop: no session, so
+    each report opens and closes a connection of its own, as the simplest pusher does."""
+    url = f"http://127.0.0.1:{port}/dlr"
+    headers = {**PUSH_HEADERS, "User-Agent": USER_AGENT}
+    sent = array("d", [math.nan]) * len(bodies)
+    failures = 0
+    cpu0 = time.process_time()
+    first = time.monotonic()
+    for k, body in enumerate(bodies):
+        sent[k] = time.monotonic()
+        resp = requests.post(url, data=body, headers=headers, timeout=10)
+        if resp.status_code != 200 or orjson.loads(resp.content).get("code") != 0:
+            failures += 1
     return Pushed(1, sent, first, time.process_time() - cpu0, failures)

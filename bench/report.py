@@ -31,7 +31,13 @@ BACKLOG_RSS_MB = 150.0
 BACKLOG_SHARE = 0.80
 
 CEILING_OF = {"ucloud": "ceiling-ucloud", "backlog": "ceiling-ucloud"}
-CEILING_OF.update({"innopaas": "ceiling-innopaas", "naive": "ceiling-innopaas"})
+CEILING_OF.update(
+    {
+        "innopaas": "ceiling-innopaas",
+        "naive": "ceiling-innopaas",
+        "naive-requests": "ceiling-innopaas",
+    }
+)
 
 
 def _find(results: list[Result], scenario: str, store: str = "-") -> Result | None:

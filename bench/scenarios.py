@@ -193,19 +193,20 @@ class Bench:
             extra={"requests": stats["requests"], "failed_requests": pushed.failures},
         )
 
-    async def naive(self, n: int) -> Result:
+    async def naive(self, n: int, *, client: str = "http.client") -> Result:
         bodies = load.render_bodies("innopaas", "m", n, 1)
+        push = load.naive_requests_push if client == "requests" else load.naive_push
         with self._procs() as procs:
             rcv = procs.timing_receiver("innopaas")
             rcv.mark_cpu()
-            pushed = await asyncio.to_thread(load.naive_push, rcv.port, bodies)
+            pushed = await asyncio.to_thread(push, rcv.port, bodies)
             arr = await self._arrived(rcv, n)
             stats, arrived = arr.stats, arr.times
             rcv_cpu = rcv.cpu_since_mark()
         figures = _rate(arr, pushed.first)
         lat = load.latency(arrived, pushed.sent, n)
         return Result(
-            scenario="naive",
+            scenario="naive-requests" if client == "requests" else "naive",
             store="-",
             protocol="innopaas",
             reports=n,
@@ -218,7 +219,11 @@ class Bench:
             cpu_s=round(pushed.cpu_s, 2),
             peak_rss_mb=None,
             receiver_cpu_s=round(rcv_cpu, 2),
-            note="one blocking http.client POST per report, keep-alive, no store",
+            note=(
+                "requests.post per report, a new connection each, no store"
+                if client == "requests"
+                else "one blocking http.client POST per report, keep-alive, no store"
+            ),
             extra={"requests": stats["requests"], "failed_requests": pushed.failures},
         )
 

@@ -23,7 +23,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 150
 PER_STORE = ("ucloud", "innopaas", "latency", "isolation", "backlog")
-STORELESS = ("ceiling-ucloud", "ceiling-innopaas", "ceiling-innopaas-pushclient", "naive")
+STORELESS = (
+    "ceiling-ucloud",
+    "ceiling-innopaas",
+    "ceiling-innopaas-pushclient",
+    "naive",
+    "naive-requests",
+)
 
 
 def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
