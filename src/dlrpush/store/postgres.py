@@ -72,16 +72,16 @@ _NOTIFY_MAX_CHARS = 7000
 # the kernel's keepalive (two hours by default).
 _LISTEN_POLL_S = 0.5
 _VACUUM_EVERY_MS = 10_000
-# The in-app stand-in for autovacuum, for servers that run without it, follows its
-# rules. A table is vacuumed once a fifth of its rows are dead versions (autovacuum's
-# default scale factor) and analyzed once it has seen more changes since its last
-# ANALYZE than it has rows (a scale factor of 1: a few times as it grows by orders of
-# magnitude). Vacuum and analyze are throttled as autovacuum's are (2 ms pauses), and
-# analyze samples 3,000 rows instead of 30,000. Vacuuming and analyzing every table
+# The in-app stand-in for autovacuum, for servers that run without it. A table is
+# vacuumed once a fifth of its rows are dead versions (autovacuum's default scale
+# factor) and analyzed when it first has rows, then whenever its size has doubled or
+# halved (see _needs_statistics). Both are throttled as autovacuum's are (2 ms pauses),
+# and analyze samples 3,000 rows instead of 30,000. Vacuuming and analyzing every table
 # every 10 s at full speed took ~100-300 ms of server CPU in one burst each time, and
 # the healthy customer's p99 beside failing neighbours tripled (docs/benchmarks.md).
 # messages is insert-only, so it is never vacuumed, but it needs statistics: without
 # them the planner reads all of a small messages table for each ingest's owner lookup.
+_ANALYZE_MIN_ROWS = 500
 _VACUUMED_TABLES = ("deliveries", "reports", "api_keys", "endpoints")
 _ANALYZED_TABLES = (*_VACUUMED_TABLES, "messages")
 _VACUUM_SQL: dict[str, LiteralString] = {t: f"VACUUM {t}" for t in _VACUUMED_TABLES}
@@ -89,7 +89,8 @@ _ANALYZE_SQL: dict[str, LiteralString] = {t: f"ANALYZE {t}" for t in _ANALYZED_T
 _UPKEEP_DUE_SQL = """
 SELECT s.relname,
        s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0),
-       s.n_mod_since_analyze > 500 + greatest(c.reltuples, 0)
+       s.n_live_tup,
+       s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.schemaname = current_schema() AND s.relname = ANY(%s)
 ORDER BY s.relname
@@ -459,6 +460,7 @@ class PostgresStore:
         self._pool_max = max(1, pool_max)
         self._vacuumed_ms = 0
         self._autovacuum: bool | None = None
+        self._analyzed_rows: dict[str, int] = {}  # live rows at this process's ANALYZE
         self._connect_timeout_s = connect_timeout_s
         self._from_snapshot = install_from_snapshot
         self._pool: AsyncConnectionPool[Conn] | None = None
@@ -597,11 +599,12 @@ class PostgresStore:
                 cur = await conn.execute(_UPKEEP_DUE_SQL, (list(_ANALYZED_TABLES),))
                 due = await cur.fetchall()
                 await conn.execute(_UPKEEP_SETTINGS_SQL)
-                for table, vacuum, analyze in due:
+                for table, vacuum, live, never_analyzed in due:
                     if vacuum and table in _VACUUMED_TABLES:
                         await conn.execute(_VACUUM_SQL[table])
-                    if analyze:
+                    if self._needs_statistics(table, int(live), bool(never_analyzed)):
                         await conn.execute(_ANALYZE_SQL[table])
+                        self._analyzed_rows[table] = int(live)
             finally:
                 if not conn.closed:
                     for reset in _UPKEEP_RESET_SQL:
@@ -609,6 +612,19 @@ class PostgresStore:
                     await conn.execute(
                         "SELECT pg_advisory_unlock(hashtext('dlrpush.vacuum.' || current_schema()))"
                     )
+
+    def _needs_statistics(self, table: str, live: int, never_analyzed: bool) -> bool:
+        """Whether ``table`` has grown or shrunk enough since this process last analyzed
+        it to change a plan: statistics for a table that never had any, then at every
+        doubling or halving of its rows. Updates do not count, unlike autovacuum's
+        rule: they leave the table's size and key distributions as they were, and a
+        delivery is rewritten several times (claim, each retry, settle)."""
+        if never_analyzed:
+            return live > 0
+        last = self._analyzed_rows.get(table)
+        if last is None:
+            return True  # once per process: another may have analyzed it long ago
+        return live > 2 * max(last, _ANALYZE_MIN_ROWS) or 2 * live < last
 
     async def _migrate(self) -> None:
         async with self._conn() as conn:
