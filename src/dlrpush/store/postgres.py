@@ -583,8 +583,9 @@ class PostgresStore:
                 self._autovacuum = bool(row and row[0])
                 if not self._autovacuum:
                     log.warning(
-                        "PostgreSQL's autovacuum is off: dlrpush vacuums its own tables"
-                        " every %d s; turn autovacuum on in production",
+                        "PostgreSQL's autovacuum is off: dlrpush checks its own tables"
+                        " every %d s and vacuums or analyzes them as needed; turn"
+                        " autovacuum on in production",
                         _VACUUM_EVERY_MS // 1000,
                     )
             if self._autovacuum:
