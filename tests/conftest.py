@@ -252,6 +252,13 @@ def pg_schema() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A store URL on a fresh, empty schema of the test server, dropped afterwards."""
+    with pg_schema() as url:
+        yield url
+
+
 @pytest.fixture(
     params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
 )

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 import pytest
 
-from conftest import needs_postgres, pg_schema
+from conftest import needs_postgres
 from dlrpush.errors import StoreUnavailable
 from dlrpush.models import Account, Endpoint, IncomingReport, Message, ReportState
 from dlrpush.store.base import ReplayFilter, ReportFilter
@@ -26,14 +26,8 @@ LEASE = 30_000
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    with pg_schema() as u:
-        yield u
-
-
-@pytest.fixture
-async def two_stores(url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    a, b = PostgresStore(url, pool_max=4), PostgresStore(url, pool_max=4)
+async def two_stores(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    a, b = PostgresStore(pg_url, pool_max=4), PostgresStore(pg_url, pool_max=4)
     await a.open()
     await b.open()
     try:
@@ -57,14 +51,14 @@ def _reps(ids: list[str]) -> list[IncomingReport]:
 
 
 async def test_concurrent_claimers_on_two_stores_never_share_a_delivery(
-    url: str, two_stores: tuple[PostgresStore, PostgresStore]
+    pg_url: str, two_stores: tuple[PostgresStore, PostgresStore]
 ) -> None:
     a, b = two_stores
     ep = await _endpoint(a)
     ids = [f"m{i}" for i in range(2000)]
     await a.add_messages(_msgs(ids), T0)
     await a.add_reports(_reps(ids), T0, HOLD)
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(pg_url) as conn:
         everything = {r[0] for r in conn.execute("SELECT id FROM deliveries").fetchall()}
     assert len(everything) == 2000
 
@@ -172,10 +166,10 @@ async def test_work_notifications_of_one_store_hear_ingest_by_the_other(
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_listener_reconnects_when_its_connection_is_killed(url: str) -> None:
+async def test_listener_reconnects_when_its_connection_is_killed(pg_url: str) -> None:
     app = f"dlrpush-test-{uuid.uuid4().hex[:8]}"
-    a = PostgresStore(url)
-    b = PostgresStore(f"{url}&application_name={app}")
+    a = PostgresStore(pg_url)
+    b = PostgresStore(f"{pg_url}&application_name={app}")
     await a.open()
     await b.open()
     queue: asyncio.Queue[frozenset[int]] = asyncio.Queue()
@@ -188,7 +182,7 @@ async def test_listener_reconnects_when_its_connection_is_killed(url: str) -> No
             await a.add_reports(_reps([f"k{n}"]), T0, HOLD)
 
         await _until_notified(queue, ep.id, work, 10)
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
             killed = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = %s AND query LIKE 'LISTEN%%'",
@@ -204,8 +198,8 @@ async def test_listener_reconnects_when_its_connection_is_killed(url: str) -> No
         await b.close()
 
 
-async def test_closing_the_store_ends_its_notification_iterator(url: str) -> None:
-    store = PostgresStore(url)
+async def test_closing_the_store_ends_its_notification_iterator(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
     await store.open()
     notifications = store.work_notifications()
     assert notifications is not None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
 
-from conftest import needs_postgres, pg_schema
+from conftest import needs_postgres
 from dlrpush.models import Account, Endpoint, IncomingReport, Message
 from dlrpush.store.postgres import PostgresStore
 
@@ -27,18 +27,12 @@ N = 3_000
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    with pg_schema() as u:
-        yield u
-
-
-@pytest.fixture
-def store_url(url: str) -> str:
-    with psycopg.connect(url) as conn:
+def store_url(pg_url: str) -> str:
+    with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT current_setting('autovacuum')::boolean").fetchone()
     if row and row[0]:
         pytest.skip("the server's autovacuum is on: dlrpush leaves its tables to it")
-    return url
+    return pg_url
 
 
 @asynccontextmanager

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from conftest import Api, Proc, needs_postgres, pg_schema, received
+from conftest import Api, Proc, needs_postgres, received
 
 pytestmark = [pytest.mark.postgres, needs_postgres]
 
 FAST_LEASE = {"DLRPUSH_LEASE_MARGIN_S": "2", "DLRPUSH_POLL_INTERVAL_S": "0.5"}
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with pg_schema() as url:
-        yield url
 
 
 def _setup(

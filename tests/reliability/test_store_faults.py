@@ -7,13 +7,13 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import Api, Proc, needs_postgres, pg_schema, received
+from conftest import Api, Proc, needs_postgres, received
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -64,12 +64,6 @@ def _pg(action: str) -> None:
 
 def _pg_ready() -> bool:
     return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode == 0
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with pg_schema() as url:
-        yield url
 
 
 @pytest.mark.postgres

@@ -711,7 +711,8 @@ class SqliteStore:
                         break
                 self._settle_chunk(c, chunk, now_ms)
                 done += len(chunk)
-                if self._worker.make_way():
+                # Asked only with work left: a yes binds the thread's next pick.
+                if done < len(todo) and self._worker.make_way():
                     break
             return done
 
