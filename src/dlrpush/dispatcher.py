@@ -47,6 +47,8 @@ SNIPPET_CHARS = 200
 DUE_SLACK_MS = 10
 USER_AGENT = "dlrpush"
 SETTLE_LINGER_S = 0.002
+# The fewest deliveries a runner keeps claimed ahead of its pushes (see _fill).
+CLAIM_AHEAD_MIN = 128
 FAILURE_LOG_EVERY_MS = 10_000
 
 
@@ -230,72 +232,77 @@ class _Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.event.wait(), timeout)
 
+    @property
+    def per_request(self) -> int:
+        return self.ep.batch_max if self.protocol.batched else 1
+
+    def _free(self) -> int:
+        # At most max_in_flight requests at the customer, and at most as many again
+        # pushed but not yet recorded: what a killed process can push twice is bounded
+        # by twice the cap, and a store that cannot keep up slows pushing down instead
+        # of piling outcomes up in memory.
+        cap = self.ep.max_in_flight
+        return min(cap - self.inflight, 2 * cap - self.inflight - self.unsettled)
+
+    def _send_ready(self, *, partial: bool) -> None:
+        """Start as many requests from the queue as the slots allow: full ones, and a
+        last short one only when ``partial`` (no claim may bring more)."""
+        if self.stopped or self.d.stopping:
+            return
+        self._drop_stale()
+        per_request = self.per_request
+        queued = len(self.ready)
+        requests = -(-queued // per_request) if partial else queued // per_request
+        for _ in range(min(self._free(), self.d.global_free, requests)):
+            n = min(per_request, len(self.ready))
+            chunk = [self.ready.popleft()[1] for _ in range(n)]
+            self.inflight += 1
+            self.d.global_free -= 1
+            self.d.spawn(self._send(chunk))
+
     async def _fill(self) -> None:
         ep = self.ep
-        per_request = ep.batch_max if self.protocol.batched else 1
-        if self.protocol.batched and self.d.settings.linger_ms > 0 and not self.backlogged:
+        per_request = self.per_request
+        if (
+            self.protocol.batched
+            and self.d.settings.linger_ms > 0
+            and not self.backlogged
+            and len(self.ready) < per_request
+        ):
             # A few milliseconds let a burst become one request without holding back
-            # a lone report noticeably. Behind a backlog (the last claim was full) full
-            # requests are there already, and waiting would only idle the customer.
+            # a lone report noticeably. Behind a backlog (the last claim was full), or
+            # with a full request queued, waiting would only idle the customer.
             await asyncio.sleep(self.d.settings.linger_ms / 1000)
         more = True  # the store may hold due work
         while not (self.stopped or self.d.stopping):
-            # At most max_in_flight requests at the customer, and at most as many again
-            # pushed but not yet recorded: what a killed process can push twice is
-            # bounded by twice the cap, and a store that cannot keep up slows claiming
-            # down instead of piling outcomes up in memory.
-            free = min(
-                ep.max_in_flight - self.inflight,
-                2 * ep.max_in_flight - self.inflight - self.unsettled,
-            )
-            if (
-                self.inflight
-                and free < max(1, ep.max_in_flight // 4)
-                and len(self.ready) < per_request
-            ):
-                # When a claim is needed, refill in steps of a quarter of the cap: one
-                # claim then serves several completed pushes instead of one, at the
-                # cost of a slot idling for the length of a push at most.
+            self._send_ready(partial=not more)
+            free = self._free()
+            if free > 0 and self.d.global_free <= 0 and self.inflight < ep.max_in_flight:
+                self.d.waiting.add(self)
+            # Claim ahead: enough for the free slots and one round more (while the
+            # process has slots to spare, so nothing leased waits long behind other
+            # customers), and before the queue runs dry, so the pushes that complete
+            # meanwhile start the next ones from the queue (see _send) instead of
+            # idling the customer for the claim's round trip. Half of that is the low
+            # mark: a claim then serves many pushes, not one. A round of one-report
+            # requests is only max_in_flight reports, gone before a claim returns.
+            ahead = min(ep.max_in_flight, self.d.global_free) * per_request
+            if self.d.global_free > 0:
+                ahead = max(ahead, CLAIM_AHEAD_MIN)
+            want = max(0, min(free, self.d.global_free)) * per_request
+            limit = want + ahead - len(self.ready)
+            if not more or limit <= 0 or len(self.ready) >= max(want, ahead // 2):
                 return
-            slots = min(free, self.d.global_free)
-            if slots <= 0:
-                if self.inflight < ep.max_in_flight:
-                    self.d.waiting.add(self)
-                return
-            self.d.global_free -= slots
-            want = slots * per_request
-            self._drop_stale()  # first, so the claim below makes up for it
-            try:
-                if len(self.ready) < want and more:
-                    # One round ahead when the process has slots to spare, so claiming
-                    # never leaves leased work queued behind other customers for long.
-                    ahead = min(ep.max_in_flight, self.d.global_free) * per_request
-                    limit = want + ahead - len(self.ready)
-                    now = self.d.now_ms()
-                    items = await self.d.store.claim(
-                        ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
-                    )
-                    # Started later than one timeout after the claim, a push could
-                    # outlast the lease (see lease_ms).
-                    send_by = now + int(ep.timeout_s * 1000)
-                    self.ready.extend((send_by, item) for item in items)
-                    more = len(items) == limit
-                    self.backlogged = more
-                    if self.stopped or self.d.stopping:
-                        self._give_back()
-            except BaseException:
-                self.d.global_free += slots
-                raise
-            chunks: list[list[PushItem]] = []
-            while self.ready and len(chunks) < slots:
-                n = min(per_request, len(self.ready))
-                chunks.append([self.ready.popleft()[1] for _ in range(n)])
-            self.d.global_free += slots - len(chunks)
-            for chunk in chunks:
-                self.inflight += 1
-                self.d.spawn(self._send(chunk))
-            if len(chunks) < slots:
-                return
+            now = self.d.now_ms()
+            items = await self.d.store.claim(ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep))
+            # Started later than one timeout after the claim, a push could outlast
+            # the lease (see lease_ms).
+            send_by = now + int(ep.timeout_s * 1000)
+            self.ready.extend((send_by, item) for item in items)
+            more = len(items) == limit
+            self.backlogged = more
+            if self.stopped or self.d.stopping:
+                self._give_back()
 
     async def _send(self, items: Sequence[PushItem]) -> None:
         recorded: list[asyncio.Future[None]] = []
@@ -320,6 +327,9 @@ class _Runner:
             self.inflight -= 1
             self.unsettled += 1
             self.d.global_free += 1
+            # The next push starts from the queue at once; claiming, and a short
+            # request, are for _fill.
+            self._send_ready(partial=False)
             self.kick()
             self.d.kick_waiting()
         try:

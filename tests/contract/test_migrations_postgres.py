@@ -20,8 +20,8 @@ def _schema_name(url: str) -> str:
 
 
 def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Tables, columns, constraints, indexes and storage options of the URL's schema,
-    with the schema's own name taken out so two schemas can be compared."""
+    """Tables, columns, constraints, indexes, storage options and functions of the URL's
+    schema, with the schema's own name taken out so two schemas can be compared."""
     schema = _schema_name(url)
     with psycopg.connect(PG_URL) as conn:
         columns = conn.execute(
@@ -49,6 +49,12 @@ def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
             " ORDER BY cl.relname",
             (schema,),
         ).fetchall()
+        functions = conn.execute(
+            "SELECT p.proname, pg_get_function_arguments(p.oid), p.proconfig, p.prosrc"
+            " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = %s ORDER BY p.proname",
+            (schema,),
+        ).fetchall()
 
     def strip(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in row)
@@ -58,6 +64,7 @@ def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "indexes": [strip(r) for r in indexes],
         "constraints": [strip(r) for r in constraints],
         "relations": [strip(r) for r in options],
+        "functions": [strip(r) for r in functions],
     }
 
 
@@ -82,6 +89,9 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
         # A settle's state update is HOT only while no index on reports mentions state.
         on_reports = [d for table, _, d in got_fresh["indexes"] if table == "reports"]
         assert on_reports and not any("state" in d for d in on_reports)
+        # The settle's function, with the settings its plans are made under.
+        (settle,) = [f for f in got_fresh["functions"] if f[0] == "dlrpush_settle"]
+        assert settle[2] == ["enable_seqscan=off", "enable_bitmapscan=off"]
 
 
 async def test_reopening_applies_nothing_twice_and_keeps_data() -> None:

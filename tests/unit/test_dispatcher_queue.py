@@ -1,8 +1,9 @@
 """The claim-ahead queue of one endpoint's runner, on a real SQLite store and a set clock.
 
-A runner claims one round ahead of its free slots. What it claims may then wait for a
-push; the lease has to cover that wait, and anything that waited a whole timeout is
-handed back rather than pushed, so no push can outlive its lease.
+A runner claims ahead of its free slots (one round, and at least CLAIM_AHEAD_MIN). What
+it claims may then wait for a push; the lease has to cover that wait, and anything that
+waited a whole timeout is handed back rather than pushed, so no push can outlive its
+lease. A slot that frees up takes the next request from the queue at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from dlrpush.catalogue import DEFAULT_CATALOGUE
-from dlrpush.dispatcher import DUE_SLACK_MS, Dispatcher, _Runner
+from dlrpush.dispatcher import CLAIM_AHEAD_MIN, DUE_SLACK_MS, Dispatcher, _Runner
 from dlrpush.models import Account, Endpoint, IncomingReport, Message, PushItem
 from dlrpush.settings import Settings
 from dlrpush.store.sqlite import SqliteStore
@@ -24,6 +25,7 @@ from dlrpush.store.sqlite import SqliteStore
 T0 = 1_750_000_000_000
 TIMEOUT_S = 0.5
 MARGIN_S = 30.0
+AHEAD = 1 + CLAIM_AHEAD_MIN  # what the first claim of a one-slot runner takes
 
 
 class Clock:
@@ -43,13 +45,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 async def _runner(store: SqliteStore, clock: Clock) -> tuple[_Runner, list[list[int]]]:
-    """A runner for one endpoint (1 slot) with three due reports; its pushes are
-    recorded, not sent, and it only moves when the test calls ``_fill``."""
+    """A runner for one endpoint (1 slot) with two more due reports than its first claim
+    takes; its pushes are recorded, not sent, and it only moves when the test calls
+    ``_fill``."""
     await store.create_account(Account("acme", "Acme", T0))
     ep = await store.create_endpoint(
         Endpoint(0, "acme", "http://127.0.0.1:9/", "innopaas", max_in_flight=1, timeout_s=TIMEOUT_S)
     )
-    ids = [f"m{i}" for i in range(3)]
+    ids = [f"m{i}" for i in range(AHEAD + 2)]
     await store.add_messages([Message(m, "acme", "8618888888888") for m in ids], T0)
     await store.add_reports([IncomingReport(m, "DELIVRD", T0) for m in ids], T0, 60_000)
     settings = Settings(lease_margin_s=MARGIN_S)
@@ -79,10 +82,12 @@ async def test_work_claimed_ahead_is_leased_for_a_wait_and_a_push(
 
     await runner._fill()
 
-    assert pushed == [[1]]  # one slot: one push, and one delivery queued behind it
-    assert [item.delivery_id for _, item in runner.ready] == [2]
+    assert pushed == [[1]]  # one slot: one push, and the rest of the claim queued
+    assert [item.delivery_id for _, item in runner.ready] == list(range(2, AHEAD + 1))
     until = T0 + DUE_SLACK_MS + int((2 * TIMEOUT_S + MARGIN_S) * 1000)
-    assert _leases(str(tmp_path / "q.db")) == {1: until, 2: until, 3: 0}
+    leases = _leases(str(tmp_path / "q.db"))
+    assert {i for i, lease in leases.items() if lease == until} == set(range(1, AHEAD + 1))
+    assert leases[AHEAD + 1] == leases[AHEAD + 2] == 0
 
 
 async def test_work_that_waited_a_whole_timeout_is_handed_back_not_pushed(
@@ -90,22 +95,46 @@ async def test_work_that_waited_a_whole_timeout_is_handed_back_not_pushed(
 ) -> None:
     clock = Clock()
     runner, pushed = await _runner(store, clock)
-    await runner._fill()  # pushes 1, queues 2
+    await runner._fill()  # pushes 1, queues the rest of its claim
 
     # The push of 1 took the whole timeout and a little more; its slot is free again.
     clock.ms = T0 + int(TIMEOUT_S * 1000) + 1
     runner.inflight = 0
     await runner._fill()
 
-    assert runner.d._to_release == [2]  # handed back, to be claimed afresh
-    assert pushed == [[1], [3]]  # the next push starts with fresh work instead
+    # handed back, to be claimed afresh
+    assert runner.d._to_release == list(range(2, AHEAD + 1))
+    assert pushed == [[1], [AHEAD + 1]]  # the next push starts with fresh work instead
+
+
+async def test_a_freed_slot_takes_the_next_request_from_the_queue_without_a_claim(
+    store: SqliteStore,
+) -> None:
+    clock = Clock()
+    runner, pushed = await _runner(store, clock)
+    await runner._fill()
+    claims = 0
+    real_claim = store.claim
+
+    async def counted(*args: Any) -> list[PushItem]:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args)
+
+    store.claim = counted  # type: ignore[method-assign,assignment]
+    for _ in range(3):
+        runner.inflight = 0  # the push answered: what _send does when it completes
+        runner._send_ready(partial=False)
+
+    assert pushed == [[1], [2], [3], [4]]
+    assert claims == 0
 
 
 async def test_a_batching_runner_lingers_for_a_burst_but_not_behind_a_backlog(
     store: SqliteStore,
 ) -> None:
-    """The linger lets a trickle become one request; behind a backlog (the last claim
-    was full) full requests are already there and waiting would only idle the customer."""
+    """The linger lets a trickle become one request; with full requests queued (or
+    behind a backlog: the last claim was full) waiting would only idle the customer."""
     linger_s = 0.5
     clock = Clock()
     await store.create_account(Account("acme", "Acme", T0))
@@ -137,8 +166,8 @@ async def test_a_batching_runner_lingers_for_a_burst_but_not_behind_a_backlog(
         waits.append(loop.time() - t0)
 
     assert pushed == [10, 10, 10, 10, 5]
-    # The first fill lingers (nothing known yet); its claim comes back full, so the
-    # fills behind it do not, until a claim comes back short of what it asked for.
+    # The first fill lingers (nothing known yet); its claim queues more than a request,
+    # so the fills behind it do not, until less than a request is left.
     assert waits[0] >= linger_s
     assert all(w < linger_s / 2 for w in waits[1:-1]), waits
     assert runner.backlogged is False

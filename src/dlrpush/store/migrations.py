@@ -20,15 +20,19 @@ class Migration:
 
 
 def split_statements(sql: str) -> tuple[str, ...]:
-    """Split a migration file on lines ending in ``;`` (our files keep to that form)."""
+    """Split a migration file on lines ending in ``;`` (our files keep to that form),
+    except inside a ``$$``-quoted function body."""
     statements: list[str] = []
     current: list[str] = []
+    in_body = False
     for line in sql.splitlines():
         stripped = line.strip()
         if not current and (not stripped or stripped.startswith("--")):
             continue
         current.append(line)
-        if stripped.endswith(";"):
+        if line.count("$$") % 2:
+            in_body = not in_body
+        if stripped.endswith(";") and not in_body:
             statements.append("\n".join(current).strip().rstrip(";"))
             current = []
     if current and "".join(current).strip():

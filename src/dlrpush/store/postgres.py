@@ -120,18 +120,6 @@ _ENDPOINT_COLS = (
 # account and endpoint calls keep the server's setting: their commit is acknowledged.
 _BOOKKEEPING_SQL = "SET LOCAL synchronous_commit = off"
 
-# A settle reaches rows only by key (delivery and report ids), a few hundred at a time.
-# When the statistics lag the table (autovacuum off, or a table that grew since its last
-# ANALYZE) the planner may read whole tables for it instead. Discouraged for the
-# transaction, sequential and bitmap scans give way to index probes whatever the
-# statistics say: 48 against 53 µs of server CPU per report settled, in A/B pairs of
-# 40,000 reports settled 400 at a time. (Ingest showed no difference and keeps the
-# planner's choice.)
-_SETTLE_SETTINGS_SQL = (
-    "SELECT set_config('synchronous_commit', 'off', true),"  # as _BOOKKEEPING_SQL, in one go
-    " set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
-)
-
 # The claim is one statement, so in autocommit it is committed before it returns (the
 # ``cfg`` CTE is the SET LOCAL above for that one-statement transaction, saving the
 # BEGIN/SET/COMMIT round trips on the hottest call). The inner SELECT locks its rows
@@ -173,42 +161,15 @@ CROSS JOIN cfg
 ORDER BY l.next_attempt_ms, l.id
 """
 
-# A settle in one statement: the attempts (one per request) get their ids up front (the
-# ``p`` CTE is read twice, so it runs once), which lets the same statement append them
-# to the deliveries they carried. A delivery failed meanwhile (its endpoint was deleted)
-# stays failed, but the attempt made is still counted.
+# A settle is one call of a server-side function (migration 0005 holds it and the
+# reasons): one statement, one round trip, plans kept by the server for the session.
 _SETTLE_SQL = """
-WITH p AS (
-    SELECT nextval('pushes_id_seq') AS id, t.*
-    FROM unnest(%(p_endpoint)b::bigint[], %(p_started)b::bigint[],
-                %(p_latency)b::double precision[], %(p_status)b::integer[],
-                %(p_outcome)b::text[], %(p_snippet)b::text[], %(p_items)b::integer[])
-         WITH ORDINALITY AS t(endpoint_id, started_ms, latency_ms, http_status, outcome,
-                              snippet, items, ord)
-), inserted AS (
-    INSERT INTO pushes (id, endpoint_id, started_ms, latency_ms, http_status, outcome,
-                        snippet, items)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, endpoint_id, started_ms, latency_ms, http_status, outcome, snippet, items
-    FROM p ORDER BY ord
-)
-UPDATE deliveries d SET
-    state = CASE WHEN d.state = 'pending' THEN s.state ELSE d.state END,
-    tries = CASE WHEN d.state = 'pending' THEN s.tries ELSE d.tries END,
-    next_attempt_ms = CASE WHEN d.state = 'pending' THEN s.next_ms ELSE d.next_attempt_ms END,
-    updated_ms = CASE WHEN d.state = 'pending' THEN %(now)s::bigint ELSE d.updated_ms END,
-    lease_until_ms = 0,
-    push_ids = d.push_ids || c.push_ids,
-    attempts = d.attempts + cardinality(c.push_ids)
-FROM unnest(%(d_id)b::bigint[], %(d_state)b::text[], %(d_tries)b::integer[],
-            %(d_next)b::bigint[]) AS s(id, state, tries, next_ms)
-JOIN (
-    SELECT x.id, array_agg(p.id ORDER BY p.id) AS push_ids
-    FROM unnest(%(c_delivery)b::bigint[], %(c_push)b::bigint[]) AS x(id, ord)
-    JOIN p ON p.ord = x.ord
-    GROUP BY x.id
-) c ON c.id = s.id
-WHERE d.id = s.id
+SELECT dlrpush_settle(
+    %(p_endpoint)b::bigint[], %(p_started)b::bigint[], %(p_latency)b::double precision[],
+    %(p_status)b::integer[], %(p_outcome)b::text[], %(p_snippet)b::text[],
+    %(p_items)b::integer[], %(c_delivery)b::bigint[], %(c_push)b::bigint[],
+    %(d_id)b::bigint[], %(d_state)b::text[], %(d_tries)b::integer[], %(d_next)b::bigint[],
+    %(now)s::bigint, %(final)b::bigint[])
 """
 
 # Report rows are locked in id order by a statement of their own before the state is
@@ -219,25 +180,6 @@ WHERE d.id = s.id
 # old snapshot and could leave a report "pending" after its last delivery settled.
 _LOCK_REPORTS_SQL = """
 SELECT id FROM reports WHERE id = ANY(%b::bigint[]) ORDER BY id FOR NO KEY UPDATE
-"""
-
-# A report's state is the least advanced of its deliveries.
-# The state comes from a LATERAL aggregate, one index probe per report. Written as
-# EXISTS subqueries, the planner may turn them into hashed subplans that read every
-# pending delivery on each settle (measured: 200 ms instead of 5 ms per 100 reports
-# when the statistics are stale, as they are with autovacuum off). A report whose state
-# stays as it was is not rewritten. ``r.id = ANY`` lets the reports be found by their
-# key: with the join alone, a table of up to some 50,000 rows is read whole each time.
-_REPORT_STATE_SQL = """
-UPDATE reports r SET state = agg.state
-FROM unnest(%(ids)b::bigint[]) AS s(id)
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN bool_or(d.state = 'pending') THEN 'pending'
-                WHEN bool_or(d.state = 'failed') THEN 'failed'
-                ELSE 'delivered' END AS state
-    FROM deliveries d WHERE d.report_id = s.id
-) AS agg
-WHERE r.id = s.id AND r.id = ANY(%(ids)b::bigint[]) AND r.state <> agg.state
 """
 
 # One delivery per enabled, live endpoint of each matched report's account. The
@@ -971,22 +913,16 @@ class PostgresStore:
             "d_tries": [st.tries for st in ordered],
             "d_next": [st.next_attempt_ms for st in ordered],
             "now": now_ms,
+            "final": sorted(final),
         }
-        # Pipelined: the statements go out together and the transaction is one round
-        # trip instead of six; the server still runs them in order, each with its own
-        # snapshot, which the report lock below relies on.
-        async with self._conn() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(_SETTLE_SETTINGS_SQL)
+        async with self._conn() as conn:
             await conn.execute(_SETTLE_SQL, params)
-            await self._refresh_reports(conn, final)
 
     async def _refresh_reports(self, conn: Conn, report_ids: Collection[int]) -> None:
         """Recompute the state of these reports (in a transaction)."""
         if not report_ids:
             return
-        ids = sorted(report_ids)
-        await conn.execute(_LOCK_REPORTS_SQL, (ids,))
-        await conn.execute(_REPORT_STATE_SQL, {"ids": ids})
+        await conn.execute("SELECT dlrpush_refresh_reports(%b::bigint[])", (sorted(report_ids),))
 
     async def release(self, delivery_ids: Collection[int]) -> None:
         if not delivery_ids:
