@@ -283,15 +283,17 @@ class _Runner:
             # process has slots to spare, so nothing leased waits long behind other
             # customers), and before the queue runs dry, so the pushes that complete
             # meanwhile start the next ones from the queue (see _send) instead of
-            # idling the customer for the claim's round trip. Half of that is the low
-            # mark: a claim then serves many pushes, not one. A round of one-report
+            # idling the customer for the claim's round trip. The low mark is kept
+            # small (a claim then serves many pushes, not one, and big rounds of
+            # batches are claimed as the slots need them); a round of one-report
             # requests is only max_in_flight reports, gone before a claim returns.
             ahead = min(ep.max_in_flight, self.d.global_free) * per_request
             if self.d.global_free > 0:
                 ahead = max(ahead, CLAIM_AHEAD_MIN)
+            low_mark = min(ahead // 2, CLAIM_AHEAD_MIN // 2)
             want = max(0, min(free, self.d.global_free)) * per_request
             limit = want + ahead - len(self.ready)
-            if not more or limit <= 0 or len(self.ready) >= max(want, ahead // 2):
+            if not more or limit <= 0 or len(self.ready) >= max(want, low_mark):
                 return
             now = self.d.now_ms()
             items = await self.d.store.claim(ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep))
