@@ -1,12 +1,13 @@
 """The dispatcher: the only place that pushes over HTTP.
 
 One runner task per enabled endpoint claims due deliveries from the store (under a
-lease, committed before any request leaves), renders them with the endpoint's protocol,
-and POSTs them through one push client (connections kept alive per origin). Each
-endpoint has its own in-flight cap and the process a global one; a runner reserves
-slots before it claims, so nothing sits leased while waiting behind another customer,
-and a slow or dead endpoint only ever occupies its own slots. Outcomes go through the
-pure retry policy and are written back in batches by one settler task.
+lease, committed before any request leaves) into a short local queue, renders them with
+the endpoint's protocol, and POSTs them through one push client (connections kept alive
+per origin). Each endpoint has its own in-flight cap and the process a global one; a
+runner claims ahead only while the process has slots to spare, so little sits leased
+behind another customer, and a slow or dead endpoint only ever occupies its own slots.
+Outcomes go through the pure retry policy and are written back in batches by one
+settler task.
 """
 
 from __future__ import annotations
