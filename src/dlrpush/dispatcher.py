@@ -50,6 +50,8 @@ USER_AGENT = "dlrpush"
 SETTLE_LINGER_S = 0.002
 # The fewest deliveries a runner keeps claimed ahead of its pushes (see _fill).
 CLAIM_AHEAD_MIN = 128
+# A push this slow (or timed out) stops a runner claiming ahead until one is faster.
+SLOW_PUSH_MS = 1000.0
 FAILURE_LOG_EVERY_MS = 10_000
 
 
@@ -171,6 +173,7 @@ class _Runner:
         # by the next without a store round trip.
         self.ready: deque[tuple[int, PushItem]] = deque()
         self.backlogged = False  # the last claim took all it asked for
+        self.slow = False  # the last push took over a second or timed out
         self._failure_logged_ms = 0
         self._failed_since_log = 0
         self.event = asyncio.Event()
@@ -291,6 +294,11 @@ class _Runner:
             ahead = min(ep.max_in_flight, self.d.global_free) * per_request
             if self.d.global_free > 0:
                 ahead = max(ahead, CLAIM_AHEAD_MIN)
+            if self.slow:
+                # Work queued behind a customer that takes seconds per answer would wait
+                # out its send-by time and be handed back: claimed and released for
+                # nothing, every timeout.
+                ahead = 0
             low_mark = min(ahead // 2, CLAIM_AHEAD_MIN // 2)
             want = max(0, min(free, self.d.global_free)) * per_request
             limit = want + ahead - len(self.ready)
@@ -347,6 +355,7 @@ class _Runner:
         t0 = time.perf_counter()
         status, verdict, snippet = await self.d.post(ep, request, self.protocol)
         latency_ms = (time.perf_counter() - t0) * 1000
+        self.slow = latency_ms >= SLOW_PUSH_MS or verdict.outcome is AttemptOutcome.TIMEOUT
         end_ms = self.d.now_ms()
         stats = self.d.stats
         stats.requests += 1

@@ -171,3 +171,20 @@ async def test_a_batching_runner_lingers_for_a_burst_but_not_behind_a_backlog(
     assert waits[0] >= linger_s
     assert all(w < linger_s / 2 for w in waits[1:-1]), waits
     assert runner.backlogged is False
+
+
+async def test_a_runner_whose_customer_is_slow_claims_only_what_its_slots_take(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Work queued behind pushes that take seconds would only wait out its send-by time
+    and be handed back; a slow customer's runner claims for its free slots alone."""
+    clock = Clock()
+    runner, pushed = await _runner(store, clock)
+    runner.slow = True  # as _push leaves it after a timeout
+
+    await runner._fill()
+
+    assert pushed == [[1]]
+    assert not runner.ready
+    leases = _leases(str(tmp_path / "q.db"))
+    assert [i for i, lease in leases.items() if lease] == [1]
