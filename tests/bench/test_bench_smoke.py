@@ -75,7 +75,9 @@ def test_quick_run_writes_markdown_and_json_with_figures_for_every_scenario(
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], where
         assert f"| {r['scenario']} | {r['store']} |" in text
         if r["store"] != "-":
-            assert r["cpu_s"] is not None and r["cpu_s"] > 0, where
+            assert r["cpu_s"] is not None, where
+            # /proc counts CPU time in 10 ms ticks: a quick run's drain can be shorter.
+            assert r["cpu_s"] > 0 or r["seconds"] < 0.05, where
             assert r["peak_rss_mb"] is not None and r["peak_rss_mb"] > 0, where
         if r["scenario"] in ("ucloud", "innopaas", "latency", "isolation", "backlog"):
             assert r["target"] and r["verdict"] in ("PASS", "FAIL"), where

@@ -182,30 +182,6 @@ _LOCK_REPORTS_SQL = """
 SELECT id FROM reports WHERE id = ANY(%b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 """
 
-# One delivery per enabled, live endpoint of each matched report's account. The
-# endpoints are share-locked (in id order) so a concurrent delete_endpoint either
-# commits first, and its endpoint is skipped here, or waits for this transaction and
-# then fails the deliveries it created; without the lock the two could cross and leave
-# pending deliveries on a deleted endpoint that nobody would ever claim.
-_FAN_OUT_SQL = """
-WITH eps AS (
-    SELECT id, account_id FROM endpoints
-    WHERE account_id = ANY(%(accounts)b::text[]) AND deleted_ms IS NULL AND enabled
-    ORDER BY id
-    FOR SHARE
-), created AS (
-    INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
-                            lease_until_ms, updated_ms)
-    SELECT r.id, e.id, 'pending', 0, %(now)s::bigint, 0, %(now)s::bigint
-    FROM unnest(%(reports)b::bigint[], %(report_accounts)b::text[]) AS r(id, account_id)
-    JOIN eps e ON e.account_id = r.account_id
-    ORDER BY r.id, e.id
-    ON CONFLICT (report_id, endpoint_id) DO NOTHING
-    RETURNING endpoint_id
-)
-SELECT DISTINCT endpoint_id FROM created
-"""
-
 # Held or unmatched reports whose submission record is now stored become pending. Rows
 # are locked in id order (the subquery) so this never deadlocks with expire_held or
 # another matcher; a row that changed while we waited is re-checked and dropped.
@@ -241,32 +217,15 @@ ORDER BY ord
 ON CONFLICT (msgid) DO NOTHING
 """
 
-# Report ids are handed out when rows are inserted but become visible when their
-# transaction commits. Two ingests running side by side could commit out of id order,
-# and a client pulling /v1/reports with a cursor (id > last seen) would then skip the
-# lower ids for good. Report inserts therefore take turns (per schema, until commit),
-# so ids become visible in order, as with SQLite's single writer. The transaction
-# holding the lock is one set-based insert, so the turns are short.
-_REPORT_ORDER_LOCK_SQL = (
-    "SELECT pg_advisory_xact_lock(hashtext('dlrpush.reports.' || current_schema()))"
-)
-
-# The owner is looked up in the same statement that inserts, and ORDER BY ord hands out
-# ids in input order, as SQLite does.
-_INSERT_REPORTS_SQL = """
-INSERT INTO reports (msgid, account_id, status, error_code, description, receipt,
-                     report_time_ms, received_ms, hold_until_ms, state)
-SELECT t.msgid, m.account_id, t.status, t.error_code, t.description, t.receipt,
-       t.report_time_ms, %(now)s::bigint,
-       CASE WHEN m.msgid IS NULL THEN %(hold_until)s::bigint END,
-       CASE WHEN m.msgid IS NULL THEN 'held' ELSE 'pending' END
-FROM unnest(%(msgid)b::text[], %(status)b::text[], %(error_code)b::text[],
-            %(description)b::text[], %(receipt)b::text[], %(report_time_ms)b::bigint[])
-     WITH ORDINALITY AS t(msgid, status, error_code, description, receipt,
-                          report_time_ms, ord)
-LEFT JOIN messages m ON m.msgid = t.msgid
-ORDER BY t.ord
-RETURNING id, account_id
+# Ingest is one call of a server-side function (migration 0006 holds it and the
+# reasons): report inserts take turns per schema so a pull cursor never skips an id, and
+# one round trip inside that turn keeps the turns short. Ids are handed out in input
+# order, as SQLite does.
+_ADD_REPORTS_SQL = """
+SELECT matched, held, endpoints FROM dlrpush_add_reports(
+    %(msgid)b::text[], %(status)b::text[], %(error_code)b::text[], %(description)b::text[],
+    %(receipt)b::text[], %(report_time_ms)b::bigint[], %(now)s::bigint,
+    %(hold_until)s::bigint, %(channel)s::text)
 """
 
 # Deliveries are aggregated per report in the same statement, so a listed report and
@@ -768,20 +727,17 @@ class PostgresStore:
     async def _fan_out(
         self, conn: Conn, matched: Sequence[tuple[int, str]], now_ms: int
     ) -> frozenset[int]:
-        """Create one pending delivery per enabled endpoint for each (report, account)."""
+        """Create one pending delivery per enabled endpoint for each (report, account) and
+        announce the work (in the caller's transaction)."""
         if not matched:
             return frozenset()
         ordered = sorted(matched)
         cur = await conn.execute(
-            _FAN_OUT_SQL,
-            {
-                "accounts": sorted({a for _, a in ordered}),
-                "now": now_ms,
-                "reports": [r for r, _ in ordered],
-                "report_accounts": [a for _, a in ordered],
-            },
+            "SELECT dlrpush_fan_out(%b::bigint[], %b::text[], %s::bigint, %s::text)",
+            ([r for r, _ in ordered], [a for _, a in ordered], now_ms, CHANNEL),
         )
-        return frozenset(int(r[0]) for r in await cur.fetchall())
+        row = await cur.fetchone()
+        return frozenset(int(e) for e in row[0]) if row else frozenset()
 
     async def _match_waiting(
         self, conn: Conn, key: LiteralString, values: list[Any], now_ms: int
@@ -792,7 +748,6 @@ class PostgresStore:
         cur = await conn.execute(_MATCH_WAITING_SQL.format(key=key, key_type=key_type), (values,))
         waiting = [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
         endpoints = await self._fan_out(conn, waiting, now_ms)
-        await self._notify(conn, endpoints)
         return len(waiting), endpoints
 
     async def add_messages(self, messages: Sequence[Message], now_ms: int) -> IngestResult:
@@ -845,17 +800,14 @@ class PostgresStore:
             "description": [_opt_text(r.description) for r in reports],
             "receipt": [_opt_text(r.receipt) for r in reports],
             "report_time_ms": [r.report_time_ms for r in reports],
+            "channel": CHANNEL,
         }
         async with self._conn() as conn:
-            async with conn.transaction():
-                await conn.execute(_REPORT_ORDER_LOCK_SQL)
-                cur = await conn.execute(_INSERT_REPORTS_SQL, params)
-                rows = await cur.fetchall()
-                matched = [(int(r[0]), str(r[1])) for r in rows if r[1] is not None]
-                held = [int(r[0]) for r in rows if r[1] is None]
-                endpoints = await self._fan_out(conn, matched, now_ms)
-                await self._notify(conn, endpoints)
-            n_matched = len(matched)
+            cur = await conn.execute(_ADD_REPORTS_SQL, params)
+            row = await cur.fetchone() or (0, [], [])  # the function returns one row
+            n_matched = int(row[0])
+            held = [int(i) for i in row[1]]
+            endpoints = frozenset(int(e) for e in row[2])
             if held:
                 # The other half of the race described in add_messages: a record
                 # committed after our insert looked for it but before its matcher
@@ -927,10 +879,13 @@ class PostgresStore:
     async def release(self, delivery_ids: Collection[int]) -> None:
         if not delivery_ids:
             return
-        async with self._conn() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(_BOOKKEEPING_SQL)
+        # One statement in autocommit, the setting taken in its FROM as the claim does:
+        # psycopg's pipeline mode busy-polls the socket while the server works.
+        async with self._conn() as conn:
             await conn.execute(
-                "UPDATE deliveries SET lease_until_ms = 0 WHERE id = ANY(%b::bigint[])",
+                "UPDATE deliveries SET lease_until_ms = 0"
+                " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS cfg"
+                " WHERE id = ANY(%b::bigint[])",
                 (sorted(set(delivery_ids)),),
             )
 
@@ -1019,8 +974,8 @@ class PostgresStore:
         params.append(now_ms)
         async with self._conn() as conn, conn.transaction():
             # Share-lock the live endpoints first (in id order), for the reason given at
-            # _FAN_OUT_SQL: a delete that committed is seen by the next statement, one
-            # still to come waits and then fails what we re-queue.
+            # dlrpush_fan_out (migration 0006): a delete that committed is seen by the
+            # next statement, one still to come waits and then fails what we re-queue.
             lock_sql = "SELECT id FROM endpoints WHERE deleted_ms IS NULL"
             lock_params: list[object] = []
             if flt.endpoint is not None:
