@@ -338,9 +338,11 @@ class _Runner:
             self.inflight -= 1
             self.unsettled += 1
             self.d.global_free += 1
-            # The next push starts from the queue at once; claiming, and a short
-            # request, are for _fill.
-            self._send_ready(partial=False)
+            # The next push starts from the queue at once (claiming, and a short
+            # request, are for _fill), unless other customers wait for the process's
+            # slots: then the one freed here goes to them first.
+            if not self.d.waiting:
+                self._send_ready(partial=False)
             self.kick()
             self.d.kick_waiting()
         try:
