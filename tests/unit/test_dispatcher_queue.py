@@ -18,7 +18,16 @@ import pytest
 
 from dlrpush.catalogue import DEFAULT_CATALOGUE
 from dlrpush.dispatcher import CLAIM_AHEAD_MIN, DUE_SLACK_MS, Dispatcher, _Runner
-from dlrpush.models import Account, Endpoint, IncomingReport, Message, PushItem
+from dlrpush.models import (
+    Account,
+    AttemptOutcome,
+    Endpoint,
+    IncomingReport,
+    Message,
+    PushItem,
+    PushRequest,
+    Verdict,
+)
 from dlrpush.settings import Settings
 from dlrpush.store.sqlite import SqliteStore
 
@@ -188,3 +197,51 @@ async def test_a_runner_whose_customer_is_slow_claims_only_what_its_slots_take(
     assert not runner.ready
     leases = _leases(str(tmp_path / "q.db"))
     assert [i for i, lease in leases.items() if lease] == [1]
+
+
+async def test_a_freed_process_slot_goes_to_a_waiting_customer_first(
+    store: SqliteStore,
+) -> None:
+    """With the process's slots all taken, a push that completes does not start its own
+    endpoint's next request from the queue: the customer waiting for a slot gets it."""
+    await store.create_account(Account("acme", "Acme", T0))
+    eps = [
+        await store.create_endpoint(
+            Endpoint(0, "acme", f"http://127.0.0.1:9/{name}", "innopaas", max_in_flight=4)
+        )
+        for name in ("a", "b")
+    ]
+    ids = [f"m{i}" for i in range(3)]
+    await store.add_messages([Message(m, "acme", "8618888888888") for m in ids], T0)
+    await store.add_reports([IncomingReport(m, "DELIVRD", T0) for m in ids], T0, 60_000)
+    settings = Settings(max_in_flight_total=1, lease_margin_s=MARGIN_S)
+    d = Dispatcher(store=store, settings=settings, catalogue=DEFAULT_CATALOGUE, clock=Clock())
+    posted: list[str] = []
+    answers: list[asyncio.Future[None]] = []
+
+    async def post(ep: Endpoint, request: PushRequest, protocol: Any) -> tuple[int, Verdict, str]:
+        posted.append(ep.url)
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answers.append(answer)
+        await answer
+        return 200, Verdict(True, AttemptOutcome.DELIVERED), ""
+
+    d.post = post  # type: ignore[method-assign]
+    a, b = _Runner(d, eps[0]), _Runner(d, eps[1])
+    for runner in (a, b):
+        runner.task.cancel()  # driven by hand below
+    await a._fill()  # takes the process's only slot and queues the rest
+    await b._fill()  # finds no slot: waits
+    await asyncio.sleep(0)
+    assert posted == [eps[0].url] and a.ready and b in d.waiting
+
+    answers[0].set_result(None)  # a's push completes
+    await asyncio.sleep(0.01)
+    assert posted == [eps[0].url]  # a did not take the slot back
+    await b._fill()  # b, woken by the freed slot
+    await asyncio.sleep(0)
+    assert posted == [eps[0].url, eps[1].url]
+    pending = list(d._tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
