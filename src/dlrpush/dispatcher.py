@@ -169,8 +169,8 @@ class _Runner:
         self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
         # Claimed (leased) and not yet sent, each with the time by which it must have
-        # left: up to one round of requests ahead, so a push that completes is followed
-        # by the next without a store round trip.
+        # left: a round of requests ahead (at least CLAIM_AHEAD_MIN deliveries), so a
+        # push that completes is followed by the next without a store round trip.
         self.ready: deque[tuple[int, PushItem]] = deque()
         self.backlogged = False  # the last claim took all it asked for
         self.slow = False  # the last push took over a second or timed out
