@@ -85,3 +85,43 @@ async def test_the_attempt_log_survives_the_move_to_one_row_per_request(tmp_path
         (11, 1100, 200, "delivered", "ok"),
     ]
     assert report is not None and report.attempts == 2
+
+
+def _pragma(path: Path, name: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+async def test_a_file_from_before_the_larger_pages_keeps_its_pages_and_data(
+    tmp_path: Path,
+) -> None:
+    """New files get 16 KB pages; a file made with SQLite's default 4 KB pages (as every
+    file was before) opens, keeps its data and its page size, and checkpoints at the
+    same WAL size in bytes."""
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE before_anything (x)")  # fixes the page size
+    st = SqliteStore(str(old))
+    await st.open()
+    try:
+        from dlrpush.models import Account
+
+        await st.create_account(Account("acme", "Acme", 1))
+        checkpoint_pages = int(st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    finally:
+        await st.close()
+    assert _pragma(old, "page_size") == 4096
+    assert checkpoint_pages * 4096 == 64 * 1024 * 1024
+    st = SqliteStore(str(old))
+    await st.open()
+    try:
+        assert await st.get_account("acme") == Account("acme", "Acme", 1)
+    finally:
+        await st.close()
+
+    new = tmp_path / "new.db"
+    st = SqliteStore(str(new))
+    await st.open()
+    await st.close()
+    assert _pragma(new, "page_size") == 16384

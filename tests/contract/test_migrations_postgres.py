@@ -89,9 +89,16 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
         # A settle's state update is HOT only while no index on reports mentions state.
         on_reports = [d for table, _, d in got_fresh["indexes"] if table == "reports"]
         assert on_reports and not any("state" in d for d in on_reports)
-        # The settle's function, with the settings its plans are made under.
-        (settle,) = [f for f in got_fresh["functions"] if f[0] == "dlrpush_settle"]
-        assert settle[2] == ["enable_seqscan=off", "enable_bitmapscan=off"]
+        # The settle's functions, with the settings their plans are made under: by key,
+        # and once per session rather than at every call (migration 0007).
+        settings = {f[0]: f[2] for f in got_fresh["functions"]}
+        generic = "plan_cache_mode=force_generic_plan"
+        assert settings["dlrpush_settle"] == [
+            "enable_seqscan=off",
+            "enable_bitmapscan=off",
+            generic,
+        ]
+        assert settings["dlrpush_refresh_reports"] == [generic]
 
 
 async def test_reopening_applies_nothing_twice_and_keeps_data() -> None:
