@@ -11,7 +11,8 @@
 3. **The stores' hot calls**, one at a time on a fresh SQLite file and a fresh
    PostgreSQL schema with nothing else running: ingest in arrays of 1,000, claims of 400,
    settles of requests of 100 (the ``ucloud`` shape) and of one report (``innopaas``),
-   and the last 2,000 reports settled one request per call (a quiet customer's shape).
+   and the last claims (about 2,000 reports) settled one request per call (a quiet
+   customer's shape).
    Wall time per report, store thread hand-offs and round trips included; for
    PostgreSQL also the server's CPU per report.
 
@@ -214,7 +215,7 @@ async def _store_calls(
     store: Store, n: int, server_cpu: Callable[[], float] = lambda: 0.0
 ) -> dict[str, tuple[float, float]]:
     """Wall time and server CPU per report of each hot store call, one at a time; every
-    report goes through each call once, the settles split between the two shapes."""
+    report goes through each call once, the settles split between the three shapes."""
     await store.open()
     spent: dict[str, list[float]] = {}
     half = n // 2

@@ -93,12 +93,8 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
         # and once per session rather than at every call (migration 0007).
         settings = {f[0]: f[2] for f in got_fresh["functions"]}
         generic = "plan_cache_mode=force_generic_plan"
-        assert settings["dlrpush_settle"] == [
-            "enable_seqscan=off",
-            "enable_bitmapscan=off",
-            generic,
-        ]
-        assert settings["dlrpush_refresh_reports"] == [generic]
+        for name in ("dlrpush_settle", "dlrpush_refresh_reports"):
+            assert settings[name] == ["enable_seqscan=off", "enable_bitmapscan=off", generic]
 
 
 async def test_reopening_applies_nothing_twice_and_keeps_data() -> None:

@@ -4,9 +4,13 @@
 -- a quiet customer is always: each settle of one to four outcomes spent 400-500 µs of
 -- server CPU planning, about twice what carrying it out costs (measured: 750-820 µs of
 -- server CPU per call of one to four outcomes before, 320-440 after; no change from 16
--- outcomes a call up, where the generic plan was already chosen). The plans are the
--- same shape either way: every row is reached by its key.
-ALTER FUNCTION dlrpush_refresh_reports(BIGINT[]) SET plan_cache_mode = force_generic_plan;
+-- outcomes a call up, where the generic plan was already chosen). A plan made once is
+-- kept for the session whoever called first, so the state recompute, which endpoint
+-- deletion and replay call too, reaches rows by key under its own settings, as the
+-- settle does, rather than under its first caller's.
+ALTER FUNCTION dlrpush_refresh_reports(BIGINT[])
+    SET enable_seqscan = off SET enable_bitmapscan = off
+    SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION dlrpush_settle(
     BIGINT[], BIGINT[], DOUBLE PRECISION[], INTEGER[], TEXT[], TEXT[], INTEGER[], BIGINT[],
     BIGINT[], BIGINT[], TEXT[], INTEGER[], BIGINT[], BIGINT, BIGINT[]

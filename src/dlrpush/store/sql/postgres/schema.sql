@@ -114,6 +114,7 @@ CREATE INDEX api_keys_account ON api_keys(account_id);
 -- The state of these reports recomputed from their deliveries (inside the caller's
 -- transaction; the settle below and the Python store's other writers call it).
 CREATE FUNCTION dlrpush_refresh_reports(a_ids BIGINT[]) RETURNS void LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
