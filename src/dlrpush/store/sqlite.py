@@ -75,7 +75,7 @@ SWITCH_INTERVAL_S = 0.001
 # writes a page that every commit touches (an index's last leaf) back once per
 # checkpoint instead of sixteen times. Together: `ucloud` on SQLite 3-31 % faster in
 # three interleaved pairs, each variant alone faster in three more (docs/benchmarks.md).
-# The WAL file keeps the size it reached, about 64 MB.
+# While the store is open the WAL file keeps the size it reached, about 64 MB.
 PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 # Rows a claim or settle handles before it looks whether another call waits. Every call
