@@ -32,7 +32,16 @@ from bench.report import as_json, judge, machine_facts, markdown
 from bench.scenarios import QUICK, Bench, Result, Sizes
 from dlrpush import eventloop
 
-SCENARIOS = ("ceiling", "naive", "ucloud", "innopaas", "latency", "isolation", "backlog")
+SCENARIOS = (
+    "ceiling",
+    "naive",
+    "ucloud",
+    "innopaas",
+    "latency",
+    "trickle",
+    "isolation",
+    "backlog",
+)
 STORES = ("sqlite", "postgres")
 RESULTS_DIR = ROOT / "bench" / "results"
 
@@ -97,7 +106,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rate",
         type=float,
         default=None,
-        help=f"reports/s of the paced runs (default {defaults.rate:g})",
+        help=f"reports/s of the paced runs: per endpoint, in all for trickle"
+        f" (default {defaults.rate:g})",
     )
     p.add_argument(
         "--latency-seconds",
@@ -110,6 +120,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=None,
         help=f"length of each isolation phase (default {defaults.isolation_s:g})",
+    )
+    p.add_argument(
+        "--trickle-endpoints",
+        type=int,
+        default=None,
+        help=f"accounts (an endpoint each) the trickle run spreads its reports over"
+        f" (default {defaults.trickle_endpoints})",
+    )
+    p.add_argument(
+        "--trickle-seconds",
+        type=float,
+        default=None,
+        help=f"length of the trickle run (default {defaults.trickle_s:g})",
     )
     p.add_argument(
         "--max-wait",
@@ -141,6 +164,8 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "rate": args.rate,
         "latency_s": args.latency_seconds,
         "isolation_s": args.isolation_seconds,
+        "trickle_endpoints": args.trickle_endpoints,
+        "trickle_s": args.trickle_seconds,
         "max_wait_s": args.max_wait,
     }
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
@@ -286,6 +311,8 @@ async def run(state: Run, workdir: Path) -> None:
                 await step("innopaas", store, "innopaas", _beside_ceiling(bench, store, sizes))
             if "latency" in chosen:
                 await step("latency", store, "ucloud", bench.latency(store))
+            if "trickle" in chosen:
+                await step("trickle", store, "innopaas", bench.trickle(store))
             if "isolation" in chosen:
                 await step("isolation", store, "ucloud", bench.isolation(store))
             if "backlog" in chosen:

@@ -1,13 +1,14 @@
 """Traffic and timing: what the harness sends, and how it turns arrivals into figures.
 
 It owns the harness's side of the wire: a small JSON client for the service's API;
-ingesting submission records and reports in arrays (in bulk, one array after another, or
-paced at a steady rate), noting when each array was sent and acknowledged; waiting until
-a timing receiver has every report and reading its arrival times; the latency and rate
-figures computed from those times; and the two pushers that involve no service at all:
-the ceiling (a bare loop posting pre-rendered bodies, with aiohttp or with dlrpush's own
-push client) and the naive baselines (one blocking POST per report from a loop: on one
-kept-alive ``http.client`` connection, and with a bare ``requests.post``).
+ingesting submission records and reports (in arrays, in bulk or paced at a steady rate,
+or one report a request at a steady rate), noting when each was sent and acknowledged;
+waiting until a timing receiver has every report and reading its arrival times; the
+latency and rate figures computed from those times; and the two pushers that involve
+no service at all: the ceiling (a bare loop posting pre-rendered bodies, with aiohttp or
+with dlrpush's own push client) and the naive baselines (one blocking POST per report
+from a loop: on one kept-alive ``http.client`` connection, and with a bare
+``requests.post``).
 """
 
 from __future__ import annotations
@@ -192,6 +193,49 @@ async def ingest_reports_paced(
         tasks.append(asyncio.create_task(one(k)))
     await asyncio.gather(*tasks)
     return Paced(sent, worst)
+
+
+def messages_spread_body(prefix: str, accounts: Sequence[str], lo: int, hi: int) -> bytes:
+    """Submission records ``prefix{lo}..prefix{hi-1}``, report ``i`` belonging to
+    ``accounts[i % len(accounts)]``: consecutive reports go to different customers."""
+    return orjson.dumps(
+        [
+            {
+                "msgid": msgid(prefix, i),
+                "account": accounts[i % len(accounts)],
+                "phone": phone(i),
+                "segments": 1,
+                "unit_price": "0.05670",
+            }
+            for i in range(lo, hi)
+        ]
+    )
+
+
+async def ingest_reports_trickle(api: Api, prefix: str, n: int, rate: float) -> Paced:
+    """Reports ``prefix0..`` one a request, ``rate`` requests/s on a steady schedule (a
+    quiet gateway forwards each report as it comes); a request is sent on time even
+    while earlier ones wait for their answers."""
+    sent = Sent.empty(n)
+    worst = 0.0
+
+    async def one(i: int) -> None:
+        body = orjson.dumps([{"msgid": msgid(prefix, i), "status": "DELIVRD"}])
+        t0 = time.monotonic()
+        await api.call("POST", "/v1/reports", body)
+        sent.note(i, i + 1, t0, time.monotonic())
+
+    start = time.monotonic() + 0.05
+    tasks = []
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        worst = max(worst, (time.monotonic() - due) * 1000)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return Paced({prefix: sent}, worst)
 
 
 def paced_count(rate: float, seconds: float, tick_s: float = 0.05) -> int:

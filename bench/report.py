@@ -79,7 +79,7 @@ def judge(results: list[Result]) -> None:
                 r.target += " (no ceiling measured)"
             else:
                 r.verdict = _pass(r.share_of_ceiling >= INNOPAAS_SHARE)
-        elif r.scenario == "latency":
+        elif r.scenario in ("latency", "trickle"):
             r.target = f"p99 ≤ {LATENCY_P99_MS:g} ms"
             r.verdict = _pass(r.p99_ms <= LATENCY_P99_MS)
         elif r.scenario == "isolation":

@@ -2,8 +2,9 @@
 
 This module owns what every scenario does (see docs/benchmarks.md for the why): the
 ceiling and the naive baseline, which push without the service; bulk ``ucloud`` and
-``innopaas`` throughput; latency at a steady rate; isolation of a healthy endpoint from a
-hanging and a failing one; and draining a backlog queued while the endpoint was disabled.
+``innopaas`` throughput; latency at a steady rate; many quiet customers, one report a
+request each; isolation of a healthy endpoint from a hanging and a failing one; and
+draining a backlog queued while the endpoint was disabled.
 Each returns a ``Result`` with its figures; targets are judged later, in ``bench.report``,
 because some compare figures of different scenarios from the same run.
 """
@@ -41,6 +42,10 @@ class Sizes:
     max_in_flight: int = 16  # of every endpoint, and the ceiling's concurrency
     batch_max: int = 100
     hang_timeout_s: float = 2.0
+    # Many quiet customers: ``rate`` reports/s in all, one a request, spread over this
+    # many accounts with an endpoint each.
+    trickle_endpoints: int = 200
+    trickle_s: float = 20.0
     # How long to wait for the receiver to have every report before giving up and
     # reporting what arrived (as FAIL: the figure is then a rate over what arrived).
     max_wait_s: float = 600.0
@@ -53,6 +58,8 @@ QUICK = Sizes(
     backlog=3_000,
     latency_s=1.0,
     isolation_s=1.0,
+    trickle_endpoints=10,
+    trickle_s=1.0,
     max_wait_s=120.0,
 )
 
@@ -317,6 +324,70 @@ class Bench:
                 "requests": stats["requests"],
                 "worst_pacing_lag_ms": round(paced.worst_lag_ms, 1),
                 "min_latency_ms": _round(lat.min_ms, 2),
+                "from_ingest_send": {
+                    "p50_ms": _round(from_sent.p50_ms),
+                    "p99_ms": _round(from_sent.p99_ms),
+                    "max_ms": _round(from_sent.max_ms),
+                },
+            },
+        )
+
+    async def trickle(self, store: str) -> Result:
+        """Many quiet customers: ``rate`` reports/s in all, each its own request to the
+        API, each for the next of ``trickle_endpoints`` accounts in turn (one
+        ``innopaas`` endpoint each), so every store call and push carries one report."""
+        s = self.sizes
+        n = max(1, round(s.rate * s.trickle_s))
+        accounts = [f"q{k}" for k in range(s.trickle_endpoints)]
+        with self._procs() as procs:
+            rcv = procs.timing_receiver("innopaas")
+            async with self._service(procs, store, "trickle") as (svc, api):
+                for k, account in enumerate(accounts):
+                    await api.account(account)
+                    # Each customer its own callback path, as distinct customers have.
+                    endpoint = self._endpoint(rcv.url, "innopaas")
+                    await api.endpoint(account, **{**endpoint, "url": f"{rcv.url}/dlr/{k}"})
+                for lo in range(0, n, load.CHUNK):
+                    body = load.messages_spread_body("t", accounts, lo, min(n, lo + load.CHUNK))
+                    await api.call("POST", "/v1/messages", body)
+                db0 = self._db_cpu(store)
+                svc.mark_cpu()
+                rcv.mark_cpu()
+                with self._profiled(svc, f"trickle-{store}"):
+                    paced = await load.ingest_reports_trickle(api, "t", n, s.rate)
+                    arr = await self._arrived(rcv, n)
+                cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
+                db_cpu = self._db_cpu(store) - db0
+                peak = svc.peak_rss_mb()
+        sent = paced.sent["t"]
+        figures = _rate(arr, sent.first_sent)
+        lat = load.latency(arr.times, sent.acked, n)
+        from_sent = load.latency(arr.times, sent.sent, n)
+        per_report = {"service": round(cpu / n * 1e6)}
+        if store == "postgres":
+            per_report["PostgreSQL"] = round(db_cpu / n * 1e6)
+        return Result(
+            scenario="trickle",
+            store=store,
+            protocol="innopaas",
+            reports=n,
+            per_request=1,
+            **figures,
+            latency_from="ingest ack",
+            p50_ms=_round(lat.p50_ms),
+            p99_ms=_round(lat.p99_ms),
+            max_ms=_round(lat.max_ms),
+            cpu_s=round(cpu, 2),
+            peak_rss_mb=round(peak, 1),
+            receiver_cpu_s=round(rcv_cpu, 2),
+            db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
+            note=(
+                f"{s.rate:g} reports/s in all, one a request, over {len(accounts)} accounts"
+                f" with an endpoint each ({s.rate / len(accounts):g}/s each)"
+            ),
+            extra={
+                "cpu_us_per_report": per_report,
+                "worst_pacing_lag_ms": round(paced.worst_lag_ms, 1),
                 "from_ingest_send": {
                     "p50_ms": _round(from_sent.p50_ms),
                     "p99_ms": _round(from_sent.p99_ms),

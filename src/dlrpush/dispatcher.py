@@ -168,6 +168,14 @@ class _Runner:
         self.due: list[int] = []
         self._due_set: set[int] = set()
         self.kicked = True  # look for work once at start
+        # Bumped by every sign that new work may be due (an ingest or notification
+        # naming this endpoint, a due time reached, a changed endpoint); a claim that
+        # came back short notes the value it started under. Until it changes, freed
+        # slots only send what is queued: a claim would find nothing (a quiet
+        # customer's every push would otherwise cost two empty claims, one when its
+        # answer is in and one when its outcome is committed).
+        self.news = 0
+        self.drained_at = -1
         # Claimed (leased) and not yet sent, each with the time by which it must have
         # left: a round of requests ahead (at least CLAIM_AHEAD_MIN deliveries), so a
         # push that completes is followed by the next without a store round trip.
@@ -181,6 +189,13 @@ class _Runner:
         self.task = asyncio.create_task(self._run(), name=f"dlrpush-endpoint-{endpoint.id}")
 
     def kick(self) -> None:
+        """New work may be due: look, claiming if there are free slots."""
+        self.news += 1
+        self.kicked = True
+        self.event.set()
+
+    def nudge(self) -> None:
+        """Slots were freed: send what is queued, claiming only if new work may be due."""
         self.kicked = True
         self.event.set()
 
@@ -223,6 +238,7 @@ class _Runner:
             now = self.d.now_ms()
             while self.due and self.due[0] <= now + DUE_SLACK_MS:
                 self._due_set.discard(heapq.heappop(self.due))
+                self.news += 1
                 self.kicked = True
             if self.kicked:
                 self.kicked = False
@@ -267,8 +283,10 @@ class _Runner:
     async def _fill(self) -> None:
         ep = self.ep
         per_request = self.per_request
+        more = self.drained_at != self.news  # the store may hold due work
         if (
-            self.protocol.batched
+            more
+            and self.protocol.batched
             and self.d.settings.linger_ms > 0
             and not self.backlogged
             and len(self.ready) < per_request
@@ -277,7 +295,6 @@ class _Runner:
             # a lone report noticeably. Behind a backlog (the last claim was full), or
             # with a full request queued, waiting would only idle the customer.
             await asyncio.sleep(self.d.settings.linger_ms / 1000)
-        more = True  # the store may hold due work
         while not (self.stopped or self.d.stopping):
             self._send_ready(partial=not more)
             free = self._free()
@@ -305,6 +322,7 @@ class _Runner:
             if not more or limit <= 0 or len(self.ready) >= max(want, low_mark):
                 return
             now = self.d.now_ms()
+            news = self.news
             items = await self.d.store.claim(ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep))
             # Started later than one timeout after the claim, a push could outlast
             # the lease (see lease_ms).
@@ -312,6 +330,8 @@ class _Runner:
             self.ready.extend((send_by, item) for item in items)
             more = len(items) == limit
             self.backlogged = more
+            # Short: everything due was taken, as of the news this claim started under.
+            self.drained_at = -1 if more else news
             if self.stopped or self.d.stopping:
                 self._give_back()
 
@@ -343,14 +363,14 @@ class _Runner:
             # slots: then the one freed here goes to them first.
             if not self.d.waiting:
                 self._send_ready(partial=False)
-            self.kick()
+            self.nudge()
             self.d.kick_waiting()
         try:
             for committed in recorded:  # usually one: no gather to build per request
                 await committed
         finally:
             self.unsettled -= 1
-            self.kick()
+            self.nudge()
 
     async def _push(self, ep: Endpoint, request: PushRequest) -> PushOutcome:
         started_ms = self.d.now_ms()
@@ -499,7 +519,7 @@ class Dispatcher:
         if self.waiting and self.global_free > 0:
             waiting, self.waiting = self.waiting, set()
             for runner in waiting:
-                runner.kick()
+                runner.nudge()
 
     def release_later(self, delivery_ids: list[int]) -> None:
         self._to_release.extend(delivery_ids)

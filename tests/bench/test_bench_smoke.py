@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 150
-PER_STORE = ("ucloud", "innopaas", "latency", "isolation", "backlog")
+PER_STORE = ("ucloud", "innopaas", "latency", "trickle", "isolation", "backlog")
 STORELESS = (
     "ceiling-ucloud",
     "ceiling-innopaas",
@@ -79,7 +79,7 @@ def test_quick_run_writes_markdown_and_json_with_figures_for_every_scenario(
             # /proc counts CPU time in 10 ms ticks: a quick run's drain can be shorter.
             assert r["cpu_s"] > 0 or r["seconds"] < 0.05, where
             assert r["peak_rss_mb"] is not None and r["peak_rss_mb"] > 0, where
-        if r["scenario"] in ("ucloud", "innopaas", "latency", "isolation", "backlog"):
+        if r["scenario"] in PER_STORE:
             assert r["target"] and r["verdict"] in ("PASS", "FAIL"), where
     # The working directory (logs, SQLite files) is removed after a clean run.
     assert not list(tmp_path.glob("dlrpush-bench-*")), out

@@ -78,10 +78,10 @@ class _Calls:
 
 
 def _method_of(fn: Callable[[], Any]) -> str:
-    # Store calls reach the thread as partial(_guarded, <write mode or body>, <body>).
-    names = " ".join(
-        getattr(getattr(a, "func", a), "__qualname__", "") for a in getattr(fn, "args", ())
-    )
+    # Writes reach the thread as a call holding their body (a function or a partial of
+    # one), reads as partial(_guarded, <body>).
+    parts = [fn.body] if hasattr(fn, "body") else list(getattr(fn, "args", ()))
+    names = " ".join(getattr(getattr(a, "func", a), "__qualname__", "") for a in parts)
     return next((m for m in ("claim", "settle", "release", "ping") if f".{m}." in names), "?")
 
 

@@ -8,7 +8,9 @@ from above, the oldest waiting lower call runs. A long call can make way itself:
 asks ``make_way`` between chunks of its work and, told yes, commits what it has done and
 queues the rest as a new call. The next call to run is then one that was already
 waiting, even if the rest is queued at a higher priority before the thread picks (the
-caller's event loop may win the GIL first): otherwise the cut would buy nothing.
+caller's event loop may win the GIL first): otherwise the cut would buy nothing. A
+running call may also ``take`` waiting calls and carry them out itself: the store does
+so to commit several small writes together.
 """
 
 from __future__ import annotations
@@ -83,6 +85,23 @@ class SerialWorker:
                 return False
             self._waiting_since = self._seq
             return True
+
+    def take(self, accept: Callable[[Callable[[], Any]], bool]) -> tuple[Any, Future[Any]] | None:
+        """Called by the running call: the most urgent waiting call that ``accept``
+        takes, removed from the queue and marked running, for the caller to carry out
+        (and answer) itself; None when no queue starts with such a call."""
+        with self._cond:
+            for queue in self._queues:
+                while queue and accept(queue[0][1]):
+                    _, fn, fut = queue.popleft()
+                    if fut.set_running_or_notify_cancel():
+                        return fn, fut
+        return None
+
+    def waiting(self, accept: Callable[[Callable[[], Any]], bool]) -> bool:
+        """Whether any waiting call is one ``accept`` takes."""
+        with self._cond:
+            return any(accept(fn) for queue in self._queues for _, fn, _ in queue)
 
     def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
         fut: Future[T] = Future()

@@ -24,10 +24,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -78,6 +79,9 @@ SWITCH_INTERVAL_S = 0.001
 # While the store is open the WAL file keeps the size it reached, about 64 MB.
 PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
+# How long a transaction keeps taking in waiting writes before it commits (group
+# commit, see _carry_out).
+GROUP_BUDGET_S = 0.001
 # Rows a claim or settle handles before it looks whether another call waits. Every call
 # runs alone on the store's thread at 10-15 µs a row: unchunked, a neighbour's claim of
 # a few thousand retries held a healthy endpoint's claim up for 30-60 ms. A call that
@@ -187,6 +191,25 @@ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->
        value ->> 6, value ->> 7
 FROM json_each(?)
 """
+
+
+class _WriteCall(Generic[T]):
+    """A write transaction's body and the sync level its commit needs, as queued on the
+    store's thread: a call the running one can recognise and take into its own
+    transaction."""
+
+    __slots__ = ("body", "level", "store")
+
+    def __init__(
+        self, store: SqliteStore, level: str, body: Callable[[sqlite3.Connection], T]
+    ) -> None:
+        self.store = store
+        self.level = level
+        self.body = body
+
+    def __call__(self) -> T:
+        result: T = self.store._guarded(self.store._carry_out, self)
+        return result
 
 
 def _json_array(ids: Iterable[object]) -> str:
@@ -304,23 +327,86 @@ class SqliteStore:
             raise
         c.execute("COMMIT")
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, body: Callable[[sqlite3.Connection], T], priority: int = NORMAL) -> T:
         """A write whose commit is acknowledged to a client: synced as configured."""
-        return self._write_at(self._sync_ack, fn)
+        return await self._worker.run(priority, _WriteCall(self, self._sync_ack, body))
 
-    def _bookkeeping(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _bookkeeping(
+        self, body: Callable[[sqlite3.Connection], T], priority: int = BACKGROUND
+    ) -> T:
         """A dispatcher write (lease, outcome). Losing the last of these to a power cut
         only means a report is pushed again, so it skips the fsync; a process crash
         loses nothing either way in WAL mode, and the next synced commit covers it."""
-        return self._write_at(self._sync_bookkeeping, fn)
+        return await self._worker.run(priority, _WriteCall(self, self._sync_bookkeeping, body))
 
-    def _write_at(self, level: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _joins(self, level: str) -> Callable[[Callable[[], Any]], bool]:
+        """Which waiting calls may join a transaction committed at ``level``: this
+        store's writes that need no more syncing than it gives."""
+
+        def accept(fn: Callable[[], Any]) -> bool:
+            return (
+                isinstance(fn, _WriteCall)
+                and fn.store is self
+                and (fn.level == level or fn.level == self._sync_bookkeeping)
+            )
+
+        return accept
+
+    def _carry_out(self, first: _WriteCall[T]) -> T:
+        """Run ``first`` in a transaction, with the writes waiting behind it (group
+        commit). A small write costs one commit more than its statements: writing every
+        page it changed to the log, and for an acknowledged one a sync. While the
+        thread is busy the writes waiting for it share one commit, for as long as the
+        transaction is younger than ``GROUP_BUDGET_S`` (a bound on how much later the
+        first one's caller hears back). Each joined write runs in a savepoint: one that
+        fails is undone alone and its caller gets its error; a failed commit fails all."""
         c = self.conn
+        level = first.level
+        if level != self._sync_ack and self._worker.waiting(self._joins(self._sync_ack)):
+            level = self._sync_ack  # an acknowledged write waits: one sync covers all
         if level != self._sync_now:
             c.execute(f"PRAGMA synchronous={level}")
             self._sync_now = level
-        with self._txn(c):
-            return fn(c)
+        joined: list[tuple[Future[Any], Any, bool]] = []
+        started = time.perf_counter()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            result = first.body(c)
+            accept = self._joins(level)
+            while time.perf_counter() - started < GROUP_BUDGET_S:
+                taken = self._worker.take(accept)
+                if taken is None:
+                    break
+                call, fut = taken
+                c.execute("SAVEPOINT joined")
+                try:
+                    value = call.body(c)
+                except sqlite3.OperationalError:
+                    raise  # the connection's trouble, not the call's: fail them all
+                except Exception as exc:
+                    c.execute("ROLLBACK TO joined")
+                    joined.append((fut, exc, False))
+                else:
+                    joined.append((fut, value, True))
+                c.execute("RELEASE joined")
+            c.execute("COMMIT")
+        except BaseException as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            failure = (
+                StoreUnavailable(f"sqlite: {exc}")
+                if isinstance(exc, sqlite3.OperationalError)
+                else exc
+            )
+            for fut, _, _ in joined:
+                fut.set_exception(failure)
+            raise
+        for fut, value, ok in joined:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+        return result
 
     @staticmethod
     def _next_id(c: sqlite3.Connection, table: str) -> int:
@@ -404,7 +490,7 @@ class SqliteStore:
                 raise Conflict(f"account {account.id!r} exists") from None
             return account
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def get_account(self, account_id: str) -> Account | None:
         def _do() -> Account | None:
@@ -441,7 +527,7 @@ class SqliteStore:
             )
             return ApiKey(key_id, account_id, prefix, now_ms)
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         def _do() -> ApiKey | None:
@@ -475,7 +561,7 @@ class SqliteStore:
             )
             return cur.rowcount > 0
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def create_endpoint(self, endpoint: Endpoint) -> Endpoint:
         def _do(c: sqlite3.Connection) -> Endpoint:
@@ -492,7 +578,7 @@ class SqliteStore:
             )
             return ep
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def get_endpoint(self, endpoint_id: int) -> Endpoint | None:
         def _do() -> Endpoint | None:
@@ -537,7 +623,7 @@ class SqliteStore:
                 raise NotFound(f"endpoint {endpoint.id} does not exist")
             return endpoint
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def delete_endpoint(self, endpoint_id: int, now_ms: int) -> bool:
         def _do(c: sqlite3.Connection) -> bool:
@@ -560,7 +646,7 @@ class SqliteStore:
             c.execute(_REPORT_STATE_SQL, (_json_array(report_ids),))
             return True
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     # -- ingest -----------------------------------------------------------------------
 
@@ -638,7 +724,7 @@ class SqliteStore:
             )
             return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(waiting))
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def add_reports(
         self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
@@ -672,7 +758,7 @@ class SqliteStore:
                 matched=matched,
             )
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -701,8 +787,8 @@ class SqliteStore:
         items: list[PushItem] = []
         while True:
             try:
-                got, cut = await self._run(
-                    self._bookkeeping, partial(_do, want=limit - len(items)), priority=URGENT
+                got, cut = await self._bookkeeping(
+                    partial(_do, want=limit - len(items)), priority=URGENT
                 )
             except StoreUnavailable:
                 if items:
@@ -734,9 +820,7 @@ class SqliteStore:
         done = 0
         while done < len(outcomes):
             try:
-                done += await self._run(
-                    self._bookkeeping, partial(_do, todo=outcomes[done:]), priority=BACKGROUND
-                )
+                done += await self._bookkeeping(partial(_do, todo=outcomes[done:]))
             except StoreUnavailable as exc:
                 if done:
                     raise SettledInPart(done, str(exc)) from exc
@@ -784,7 +868,7 @@ class SqliteStore:
                 (ids,),
             )
 
-        await self._run(self._bookkeeping, _do, priority=BACKGROUND)
+        await self._bookkeeping(_do)
 
     async def release_all_leases(self) -> int:
         # Only the file's dispatcher may do this: it is how a dispatcher starts.
@@ -796,7 +880,7 @@ class SqliteStore:
                 " WHERE state = 'pending' AND lease_until_ms > 0"
             ).rowcount
 
-        return await self._run(self._bookkeeping, _do, priority=BACKGROUND)
+        return await self._bookkeeping(_do)
 
     async def due_endpoints(self, now_ms: int) -> dict[int, int]:
         def _do() -> dict[int, int]:
@@ -824,7 +908,7 @@ class SqliteStore:
                 (now_ms,),
             ).rowcount
 
-        return await self._run(self._bookkeeping, _do, priority=BACKGROUND)
+        return await self._bookkeeping(_do)
 
     # -- reading and operating --------------------------------------------------------
 
@@ -957,7 +1041,7 @@ class SqliteStore:
             ).fetchone()
             return ReplayResult(queued=queued, endpoints=frozenset(orjson.loads(endpoints)))
 
-        return await self._run(self._write, _do)
+        return await self._write(_do)
 
     async def counts(self) -> dict[str, int]:
         def _do() -> dict[str, int]:
