@@ -106,8 +106,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rate",
         type=float,
         default=None,
-        help=f"reports/s of the paced runs: per endpoint, in all for trickle"
-        f" (default {defaults.rate:g})",
+        help=f"reports/s of the paced runs, per endpoint (default {defaults.rate:g})",
     )
     p.add_argument(
         "--latency-seconds",
@@ -120,6 +119,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=None,
         help=f"length of each isolation phase (default {defaults.isolation_s:g})",
+    )
+    p.add_argument(
+        "--trickle-rate",
+        type=float,
+        default=None,
+        help=f"reports/s in all of the trickle run (default {defaults.trickle_rate:g})",
     )
     p.add_argument(
         "--trickle-endpoints",
@@ -164,6 +169,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         "rate": args.rate,
         "latency_s": args.latency_seconds,
         "isolation_s": args.isolation_seconds,
+        "trickle_rate": args.trickle_rate,
         "trickle_endpoints": args.trickle_endpoints,
         "trickle_s": args.trickle_seconds,
         "max_wait_s": args.max_wait,

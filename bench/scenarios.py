@@ -42,8 +42,9 @@ class Sizes:
     max_in_flight: int = 16  # of every endpoint, and the ceiling's concurrency
     batch_max: int = 100
     hang_timeout_s: float = 2.0
-    # Many quiet customers: ``rate`` reports/s in all, one a request, spread over this
-    # many accounts with an endpoint each.
+    # Many quiet customers: ``trickle_rate`` reports/s in all, one a request, spread over
+    # this many accounts with an endpoint each.
+    trickle_rate: float = 500.0
     trickle_endpoints: int = 200
     trickle_s: float = 20.0
     # How long to wait for the receiver to have every report before giving up and
@@ -333,11 +334,12 @@ class Bench:
         )
 
     async def trickle(self, store: str) -> Result:
-        """Many quiet customers: ``rate`` reports/s in all, each its own request to the
+        """Many quiet customers: ``trickle_rate`` reports/s in all, each its own request to the
         API, each for the next of ``trickle_endpoints`` accounts in turn (one
         ``innopaas`` endpoint each), so every store call and push carries one report."""
         s = self.sizes
-        n = max(1, round(s.rate * s.trickle_s))
+        rate = s.trickle_rate
+        n = max(1, round(rate * s.trickle_s))
         accounts = [f"q{k}" for k in range(s.trickle_endpoints)]
         with self._procs() as procs:
             rcv = procs.timing_receiver("innopaas")
@@ -354,7 +356,7 @@ class Bench:
                 svc.mark_cpu()
                 rcv.mark_cpu()
                 with self._profiled(svc, f"trickle-{store}"):
-                    paced = await load.ingest_reports_trickle(api, "t", n, s.rate)
+                    paced = await load.ingest_reports_trickle(api, "t", n, rate)
                     arr = await self._arrived(rcv, n)
                 cpu, rcv_cpu = svc.cpu_since_mark(), rcv.cpu_since_mark()
                 db_cpu = self._db_cpu(store) - db0
@@ -382,8 +384,8 @@ class Bench:
             receiver_cpu_s=round(rcv_cpu, 2),
             db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
             note=(
-                f"{s.rate:g} reports/s in all, one a request, over {len(accounts)} accounts"
-                f" with an endpoint each ({s.rate / len(accounts):g}/s each)"
+                f"{rate:g} reports/s in all, one a request, over {len(accounts)} accounts"
+                f" with an endpoint each ({rate / len(accounts):g}/s each)"
             ),
             extra={
                 "cpu_us_per_report": per_report,

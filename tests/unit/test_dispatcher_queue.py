@@ -245,3 +245,74 @@ async def test_a_freed_process_slot_goes_to_a_waiting_customer_first(
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _quiet_runner(store: SqliteStore) -> tuple[_Runner, list[list[int]], list[int]]:
+    """A runner for an endpoint with one due report; its pushes are recorded, not sent,
+    and each claim it makes is counted (by the number of items it returned)."""
+    await store.create_account(Account("acme", "Acme", T0))
+    ep = await store.create_endpoint(Endpoint(0, "acme", "http://127.0.0.1:9/", "innopaas"))
+    await store.add_messages([Message(f"m{i}", "acme", "8618888888888") for i in range(3)], T0)
+    await store.add_reports([IncomingReport("m0", "DELIVRD", T0)], T0, 60_000)
+    d = Dispatcher(store=store, settings=Settings(), catalogue=DEFAULT_CATALOGUE, clock=Clock())
+    runner = _Runner(d, ep)
+    runner.task.cancel()
+    pushed: list[list[int]] = []
+    claims: list[int] = []
+
+    def record(items: Sequence[PushItem]) -> Coroutine[Any, Any, None]:
+        pushed.append([i.delivery_id for i in items])
+        return asyncio.sleep(0)
+
+    real_claim = store.claim
+
+    async def counted(*args: Any) -> list[PushItem]:
+        items = await real_claim(*args)
+        claims.append(len(items))
+        return items
+
+    runner._send = record  # type: ignore[method-assign]
+    store.claim = counted  # type: ignore[method-assign,assignment]
+    return runner, pushed, claims
+
+
+async def test_a_drained_runner_claims_again_only_when_new_work_may_be_due(
+    store: SqliteStore,
+) -> None:
+    """A quiet customer's push frees its slot twice (answer in, outcome committed); with
+    nothing new since a claim came back short, neither is worth a claim."""
+    runner, pushed, claims = await _quiet_runner(store)
+    await runner._fill()
+    assert pushed == [[1]] and claims == [1]
+
+    for _ in range(2):
+        runner.nudge()  # what a completed push and a committed outcome do
+        await runner._fill()
+    assert claims == [1]
+
+    # An ingest for the endpoint says so (Dispatcher.wake): the next fill claims it.
+    await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000)
+    runner.kick()
+    await runner._fill()
+    assert pushed == [[1], [2]] and claims == [1, 1]
+
+
+async def test_news_that_comes_while_a_claim_runs_is_not_lost(store: SqliteStore) -> None:
+    runner, pushed, _claims = await _quiet_runner(store)
+    claim = store.claim
+
+    async def racing(*args: Any) -> list[PushItem]:
+        items = await claim(*args)
+        # Committed after the claim looked, announced before it returned.
+        await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000)
+        runner.kick()
+        return items
+
+    store.claim = racing  # type: ignore[method-assign,assignment]
+    await runner._fill()
+    store.claim = claim  # type: ignore[method-assign]
+    assert pushed == [[1]]
+
+    runner.nudge()
+    await runner._fill()
+    assert pushed == [[1], [2]]

@@ -24,8 +24,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -79,9 +78,12 @@ SWITCH_INTERVAL_S = 0.001
 # While the store is open the WAL file keeps the size it reached, about 64 MB.
 PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
-# How long a transaction keeps taking in waiting writes before it commits (group
-# commit, see _carry_out).
+# Group commit (see _carry_out): how long a transaction keeps taking in waiting writes,
+# and the most rows a write may carry to join one (a bigger one would hold back the
+# answers of those before it). ALONE marks a write that never joins.
 GROUP_BUDGET_S = 0.001
+JOIN_ROWS = 50
+ALONE = JOIN_ROWS + 1
 # Rows a claim or settle handles before it looks whether another call waits. Every call
 # runs alone on the store's thread at 10-15 µs a row: unchunked, a neighbour's claim of
 # a few thousand retries held a healthy endpoint's claim up for 30-60 ms. A call that
@@ -198,14 +200,22 @@ class _WriteCall(Generic[T]):
     store's thread: a call the running one can recognise and take into its own
     transaction."""
 
-    __slots__ = ("body", "level", "store")
+    __slots__ = ("body", "level", "rows", "store", "urgent")
 
     def __init__(
-        self, store: SqliteStore, level: str, body: Callable[[sqlite3.Connection], T]
+        self,
+        store: SqliteStore,
+        level: str,
+        body: Callable[[sqlite3.Connection], T],
+        *,
+        rows: int,
+        urgent: bool,
     ) -> None:
         self.store = store
         self.level = level
         self.body = body
+        self.rows = rows
+        self.urgent = urgent
 
     def __call__(self) -> T:
         result: T = self.store._guarded(self.store._carry_out, self)
@@ -327,17 +337,23 @@ class SqliteStore:
             raise
         c.execute("COMMIT")
 
-    async def _write(self, body: Callable[[sqlite3.Connection], T], priority: int = NORMAL) -> T:
-        """A write whose commit is acknowledged to a client: synced as configured."""
-        return await self._worker.run(priority, _WriteCall(self, self._sync_ack, body))
+    async def _write(
+        self, body: Callable[[sqlite3.Connection], T], *, rows: int = 1, priority: int = NORMAL
+    ) -> T:
+        """A write whose commit is acknowledged to a client: synced as configured.
+        ``rows``: about how many rows it writes (see JOIN_ROWS)."""
+        call = _WriteCall(self, self._sync_ack, body, rows=rows, urgent=priority == URGENT)
+        return await self._worker.run(priority, call)
 
     async def _bookkeeping(
-        self, body: Callable[[sqlite3.Connection], T], priority: int = BACKGROUND
+        self, body: Callable[[sqlite3.Connection], T], *, rows: int = 1, priority: int = BACKGROUND
     ) -> T:
         """A dispatcher write (lease, outcome). Losing the last of these to a power cut
         only means a report is pushed again, so it skips the fsync; a process crash
         loses nothing either way in WAL mode, and the next synced commit covers it."""
-        return await self._worker.run(priority, _WriteCall(self, self._sync_bookkeeping, body))
+        level = self._sync_bookkeeping
+        call = _WriteCall(self, level, body, rows=rows, urgent=priority == URGENT)
+        return await self._worker.run(priority, call)
 
     def _joins(self, level: str) -> Callable[[Callable[[], Any]], bool]:
         """Which waiting calls may join a transaction committed at ``level``: this
@@ -347,6 +363,7 @@ class SqliteStore:
             return (
                 isinstance(fn, _WriteCall)
                 and fn.store is self
+                and (fn.rows <= JOIN_ROWS or fn.urgent)
                 and (fn.level == level or fn.level == self._sync_bookkeeping)
             )
 
@@ -356,10 +373,12 @@ class SqliteStore:
         """Run ``first`` in a transaction, with the writes waiting behind it (group
         commit). A small write costs one commit more than its statements: writing every
         page it changed to the log, and for an acknowledged one a sync. While the
-        thread is busy the writes waiting for it share one commit, for as long as the
-        transaction is younger than ``GROUP_BUDGET_S`` (a bound on how much later the
-        first one's caller hears back). Each joined write runs in a savepoint: one that
-        fails is undone alone and its caller gets its error; a failed commit fails all."""
+        thread is busy the small writes waiting for it share one commit, for as long as
+        the transaction is younger than ``GROUP_BUDGET_S``; a claim (a push waits for
+        it) may join too, and the transaction commits right after it, so a claim is
+        never held back by the writes behind it. Each joined write runs in a savepoint:
+        one that fails is undone alone and its caller gets its error; a failed commit
+        fails all."""
         c = self.conn
         level = first.level
         if level != self._sync_ack and self._worker.waiting(self._joins(self._sync_ack)):
@@ -367,32 +386,36 @@ class SqliteStore:
         if level != self._sync_now:
             c.execute(f"PRAGMA synchronous={level}")
             self._sync_now = level
-        joined: list[tuple[Future[Any], Any, bool]] = []
+        joined: list[list[Any]] = []
         started = time.perf_counter()
         c.execute("BEGIN IMMEDIATE")
         try:
             result = first.body(c)
             accept = self._joins(level)
-            while time.perf_counter() - started < GROUP_BUDGET_S:
+            urgent = first.urgent
+            while not urgent and time.perf_counter() - started < GROUP_BUDGET_S:
                 taken = self._worker.take(accept)
                 if taken is None:
                     break
                 call, fut = taken
+                urgent = call.urgent
+                # Listed before it runs: whatever happens next, its caller hears of it.
+                entry: list[Any] = [fut, None, False]
+                joined.append(entry)
                 c.execute("SAVEPOINT joined")
                 try:
-                    value = call.body(c)
+                    entry[1], entry[2] = call.body(c), True
                 except sqlite3.OperationalError:
                     raise  # the connection's trouble, not the call's: fail them all
                 except Exception as exc:
                     c.execute("ROLLBACK TO joined")
-                    joined.append((fut, exc, False))
-                else:
-                    joined.append((fut, value, True))
+                    entry[1] = exc
                 c.execute("RELEASE joined")
             c.execute("COMMIT")
         except BaseException as exc:
             if c.in_transaction:
-                c.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # the callers must hear back regardless
+                    c.execute("ROLLBACK")
             failure = (
                 StoreUnavailable(f"sqlite: {exc}")
                 if isinstance(exc, sqlite3.OperationalError)
@@ -646,7 +669,7 @@ class SqliteStore:
             c.execute(_REPORT_STATE_SQL, (_json_array(report_ids),))
             return True
 
-        return await self._write(_do)
+        return await self._write(_do, rows=ALONE)
 
     # -- ingest -----------------------------------------------------------------------
 
@@ -724,7 +747,7 @@ class SqliteStore:
             )
             return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(waiting))
 
-        return await self._write(_do)
+        return await self._write(_do, rows=len(messages))
 
     async def add_reports(
         self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
@@ -758,7 +781,7 @@ class SqliteStore:
                 matched=matched,
             )
 
-        return await self._write(_do)
+        return await self._write(_do, rows=len(reports))
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -820,7 +843,9 @@ class SqliteStore:
         done = 0
         while done < len(outcomes):
             try:
-                done += await self._bookkeeping(partial(_do, todo=outcomes[done:]))
+                todo = outcomes[done:]
+                rows = sum(len(o.settlements) for o in todo)
+                done += await self._bookkeeping(partial(_do, todo=todo), rows=rows)
             except StoreUnavailable as exc:
                 if done:
                     raise SettledInPart(done, str(exc)) from exc
@@ -868,7 +893,7 @@ class SqliteStore:
                 (ids,),
             )
 
-        await self._bookkeeping(_do)
+        await self._bookkeeping(_do, rows=len(delivery_ids))
 
     async def release_all_leases(self) -> int:
         # Only the file's dispatcher may do this: it is how a dispatcher starts.
@@ -880,7 +905,7 @@ class SqliteStore:
                 " WHERE state = 'pending' AND lease_until_ms > 0"
             ).rowcount
 
-        return await self._bookkeeping(_do)
+        return await self._bookkeeping(_do, rows=ALONE)
 
     async def due_endpoints(self, now_ms: int) -> dict[int, int]:
         def _do() -> dict[int, int]:
@@ -908,7 +933,7 @@ class SqliteStore:
                 (now_ms,),
             ).rowcount
 
-        return await self._bookkeeping(_do)
+        return await self._bookkeeping(_do, rows=ALONE)
 
     # -- reading and operating --------------------------------------------------------
 
@@ -1041,7 +1066,7 @@ class SqliteStore:
             ).fetchone()
             return ReplayResult(queued=queued, endpoints=frozenset(orjson.loads(endpoints)))
 
-        return await self._write(_do)
+        return await self._write(_do, rows=ALONE)
 
     async def counts(self) -> dict[str, int]:
         def _do() -> dict[str, int]:
