@@ -357,13 +357,14 @@ class SqliteStore:
 
     def _joins(self, level: str) -> Callable[[Callable[[], Any]], bool]:
         """Which waiting calls may join a transaction committed at ``level``: this
-        store's writes that need no more syncing than it gives."""
+        store's small writes, not claims, that need no more syncing than it gives."""
 
         def accept(fn: Callable[[], Any]) -> bool:
             return (
                 isinstance(fn, _WriteCall)
                 and fn.store is self
-                and (fn.rows <= JOIN_ROWS or fn.urgent)
+                and fn.rows <= JOIN_ROWS
+                and not fn.urgent
                 and (fn.level == level or fn.level == self._sync_bookkeeping)
             )
 
@@ -374,14 +375,19 @@ class SqliteStore:
         commit). A small write costs one commit more than its statements: writing every
         page it changed to the log, and for an acknowledged one a sync. While the
         thread is busy the small writes waiting for it share one commit, for as long as
-        the transaction is younger than ``GROUP_BUDGET_S``; a claim (a push waits for
-        it) may join too, and the transaction commits right after it, so a claim is
-        never held back by the writes behind it. Each joined write runs in a savepoint:
-        one that fails is undone alone and its caller gets its error; a failed commit
-        fails all."""
+        the transaction is younger than ``GROUP_BUDGET_S``. A claim (a push waits for
+        it) neither joins nor is joined: its commit is never held back by other writes
+        or by their sync (taking claims in made the healthy endpoint's p50 1.5 ms worse
+        beside failing neighbours, docs/benchmarks.md). Each joined write runs in a
+        savepoint: one that fails is undone alone and its caller gets its error; a
+        failed commit fails all."""
         c = self.conn
         level = first.level
-        if level != self._sync_ack and self._worker.waiting(self._joins(self._sync_ack)):
+        if (
+            not first.urgent
+            and level != self._sync_ack
+            and self._worker.waiting(self._joins(self._sync_ack))
+        ):
             level = self._sync_ack  # an acknowledged write waits: one sync covers all
         if level != self._sync_now:
             c.execute(f"PRAGMA synchronous={level}")
@@ -392,13 +398,11 @@ class SqliteStore:
         try:
             result = first.body(c)
             accept = self._joins(level)
-            urgent = first.urgent
-            while not urgent and time.perf_counter() - started < GROUP_BUDGET_S:
+            while not first.urgent and time.perf_counter() - started < GROUP_BUDGET_S:
                 taken = self._worker.take(accept)
                 if taken is None:
                     break
                 call, fut = taken
-                urgent = call.urgent
                 # Listed before it runs: whatever happens next, its caller hears of it.
                 entry: list[Any] = [fut, None, False]
                 joined.append(entry)
