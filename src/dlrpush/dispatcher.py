@@ -195,7 +195,10 @@ class _Runner:
         self.event.set()
 
     def nudge(self) -> None:
-        """Slots were freed: send what is queued, claiming only if new work may be due."""
+        """Slots were freed: send what is queued, claiming only if new work may be due
+        (always, when new work is not announced as it comes)."""
+        if not self.d.announced:
+            self.news += 1
         self.kicked = True
         self.event.set()
 
@@ -445,8 +448,15 @@ class Dispatcher:
         settings: Settings,
         catalogue: Catalogue,
         clock: Callable[[], float] = time.time,
+        beside_api: bool = False,
     ) -> None:
         self.store = store
+        # Whether new work is announced as it comes: by the API in this process
+        # (``beside_api``, as ``serve`` runs it) or by the store's notifications. A
+        # ``worker`` on SQLite hears of another process's ingest only from the poll;
+        # its runners look for work whenever a slot frees, as the announced ones do
+        # only on news (see _Runner.news).
+        self.announced = beside_api
         self.settings = settings
         self.catalogue = catalogue
         self._clock = clock
@@ -486,6 +496,7 @@ class Dispatcher:
         self._manager = asyncio.create_task(self._manage(), name="dlrpush-manager")
         notifications = self.store.work_notifications()
         if notifications is not None:
+            self.announced = True
             self._listener = asyncio.create_task(self._listen(notifications), name="dlrpush-listen")
 
     async def _listen(self, notifications: AsyncIterator[frozenset[int]]) -> None:
@@ -496,6 +507,7 @@ class Dispatcher:
             raise
         except Exception:
             # The poll still finds all work; only the instant wake-up is lost.
+            self.announced = False
             log.exception("listening for new work stopped; falling back to polling")
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:

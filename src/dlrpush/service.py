@@ -72,7 +72,7 @@ async def run_service(settings: Settings) -> None:
     catalogue = load_catalogue(settings)
     store = await _open(settings)
     dispatcher = (
-        Dispatcher(store=store, settings=settings, catalogue=catalogue)
+        Dispatcher(store=store, settings=settings, catalogue=catalogue, beside_api=True)
         if settings.dispatch
         else None
     )

@@ -247,14 +247,23 @@ async def test_a_freed_process_slot_goes_to_a_waiting_customer_first(
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _quiet_runner(store: SqliteStore) -> tuple[_Runner, list[list[int]], list[int]]:
+async def _quiet_runner(
+    store: SqliteStore, *, beside_api: bool = True
+) -> tuple[_Runner, list[list[int]], list[int]]:
     """A runner for an endpoint with one due report; its pushes are recorded, not sent,
-    and each claim it makes is counted (by the number of items it returned)."""
+    and each claim it makes is counted (by the number of items it returned). Its
+    dispatcher runs beside the API (``serve``) unless ``beside_api`` is False."""
     await store.create_account(Account("acme", "Acme", T0))
     ep = await store.create_endpoint(Endpoint(0, "acme", "http://127.0.0.1:9/", "innopaas"))
     await store.add_messages([Message(f"m{i}", "acme", "8618888888888") for i in range(3)], T0)
     await store.add_reports([IncomingReport("m0", "DELIVRD", T0)], T0, 60_000)
-    d = Dispatcher(store=store, settings=Settings(), catalogue=DEFAULT_CATALOGUE, clock=Clock())
+    d = Dispatcher(
+        store=store,
+        settings=Settings(),
+        catalogue=DEFAULT_CATALOGUE,
+        clock=Clock(),
+        beside_api=beside_api,
+    )
     runner = _Runner(d, ep)
     runner.task.cancel()
     pushed: list[list[int]] = []
@@ -315,4 +324,21 @@ async def test_news_that_comes_while_a_claim_runs_is_not_lost(store: SqliteStore
 
     runner.nudge()
     await runner._fill()
+    assert pushed == [[1], [2]]
+
+
+async def test_a_worker_that_hears_of_new_work_only_from_the_poll_looks_when_a_slot_frees(
+    store: SqliteStore,
+) -> None:
+    """A ``worker`` on SQLite is told of nothing: another process ingests. A freed slot
+    is its chance to find that work before the next poll, so it claims then."""
+    runner, pushed, claims = await _quiet_runner(store, beside_api=False)
+    await runner._fill()
+    # Ingested by another process: no one tells this dispatcher.
+    await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000)
+
+    runner.nudge()  # the push of the first report completed
+    await runner._fill()
+
+    assert claims == [1, 1]
     assert pushed == [[1], [2]]
