@@ -3,8 +3,9 @@
 SQLite allows one writer at a time, so all work runs on a single thread with a single
 connection (``serial.py``, most urgent call first); that thread is the serialisation
 point and the event loop never blocks on disk. Batches are passed as one JSON array and
-expanded inside SQLite, one statement step per batch (see ``open`` for why). One
-dispatcher process per file, held by a lock file beside the database: leases left by a
+expanded inside SQLite, one statement step per batch (see ``open`` for why), and small
+writes waiting for the thread share one commit (``_carry_out``). One dispatcher process
+per file, held by a lock file beside the database: leases left by a
 killed process are released when the next one starts.
 """
 
