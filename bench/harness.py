@@ -19,10 +19,10 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -31,6 +31,8 @@ from bench.profiles import Profiler
 from bench.report import as_json, judge, machine_facts, markdown
 from bench.scenarios import QUICK, Bench, Result, Sizes
 from dlrpush import eventloop
+
+N = TypeVar("N", int, float)
 
 SCENARIOS = (
     "ceiling",
@@ -44,6 +46,22 @@ SCENARIOS = (
 )
 STORES = ("sqlite", "postgres")
 RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def _positive(kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argparse type for a size: a number of ``kind`` above zero."""
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # what argparse names in its own messages
+    return parse
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -80,68 +98,68 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--ucloud",
-        type=int,
+        type=_positive(int),
         default=None,
         help=f"reports in the ucloud run (default {defaults.ucloud:,})",
     )
     p.add_argument(
         "--innopaas",
-        type=int,
+        type=_positive(int),
         default=None,
         help=f"reports in the innopaas run (default {defaults.innopaas:,})",
     )
     p.add_argument(
         "--naive",
-        type=int,
+        type=_positive(int),
         default=None,
         help=f"reports in the naive baseline (default {defaults.naive:,})",
     )
     p.add_argument(
         "--backlog",
-        type=int,
+        type=_positive(int),
         default=None,
         help=f"reports queued in the backlog run (default {defaults.backlog:,})",
     )
     p.add_argument(
         "--rate",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"reports/s of the paced runs, per endpoint (default {defaults.rate:g})",
     )
     p.add_argument(
         "--latency-seconds",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"length of the latency run (default {defaults.latency_s:g})",
     )
     p.add_argument(
         "--isolation-seconds",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"length of each isolation phase (default {defaults.isolation_s:g})",
     )
     p.add_argument(
         "--trickle-rate",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"reports/s in all of the trickle run (default {defaults.trickle_rate:g})",
     )
     p.add_argument(
         "--trickle-endpoints",
-        type=int,
+        type=_positive(int),
         default=None,
         help=f"accounts (an endpoint each) the trickle run spreads its reports over"
         f" (default {defaults.trickle_endpoints})",
     )
     p.add_argument(
         "--trickle-seconds",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"length of the trickle run (default {defaults.trickle_s:g})",
     )
     p.add_argument(
         "--max-wait",
-        type=float,
+        type=_positive(float),
         default=None,
         help=f"seconds to wait for a scenario's reports to arrive before reporting what"
         f" did, as FAIL (default {defaults.max_wait_s:g})",

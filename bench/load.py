@@ -19,7 +19,7 @@ import ipaddress
 import math
 import time
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -81,11 +81,17 @@ def phone(i: int) -> str:
 
 
 def messages_body(prefix: str, account: str, lo: int, hi: int) -> bytes:
+    return messages_spread_body(prefix, [account], lo, hi)
+
+
+def messages_spread_body(prefix: str, accounts: Sequence[str], lo: int, hi: int) -> bytes:
+    """Submission records ``prefix{lo}..prefix{hi-1}``, report ``i`` belonging to
+    ``accounts[i % len(accounts)]``: consecutive reports go to different customers."""
     return orjson.dumps(
         [
             {
                 "msgid": msgid(prefix, i),
-                "account": account,
+                "account": accounts[i % len(accounts)],
                 "phone": phone(i),
                 "segments": 1,
                 "unit_price": "0.05670",
@@ -169,7 +175,6 @@ async def ingest_reports_paced(
     ticks = max(1, round(seconds / tick_s))
     n = per_tick * ticks
     sent = {p: Sent.empty(n) for p in prefixes}
-    worst = 0.0
 
     async def one(k: int) -> None:
         lo, hi = k * per_tick, (k + 1) * per_tick
@@ -182,34 +187,7 @@ async def ingest_reports_paced(
         for p in prefixes:
             sent[p].note(lo, hi, t0, t1)
 
-    start = time.monotonic() + 0.05
-    tasks = []
-    for k in range(ticks):
-        due = start + k * tick_s
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        worst = max(worst, (time.monotonic() - due) * 1000)
-        tasks.append(asyncio.create_task(one(k)))
-    await asyncio.gather(*tasks)
-    return Paced(sent, worst)
-
-
-def messages_spread_body(prefix: str, accounts: Sequence[str], lo: int, hi: int) -> bytes:
-    """Submission records ``prefix{lo}..prefix{hi-1}``, report ``i`` belonging to
-    ``accounts[i % len(accounts)]``: consecutive reports go to different customers."""
-    return orjson.dumps(
-        [
-            {
-                "msgid": msgid(prefix, i),
-                "account": accounts[i % len(accounts)],
-                "phone": phone(i),
-                "segments": 1,
-                "unit_price": "0.05670",
-            }
-            for i in range(lo, hi)
-        ]
-    )
+    return Paced(sent, await _on_schedule(one, ticks, tick_s))
 
 
 async def ingest_reports_trickle(api: Api, prefix: str, n: int, rate: float) -> Paced:
@@ -217,7 +195,6 @@ async def ingest_reports_trickle(api: Api, prefix: str, n: int, rate: float) -> 
     quiet gateway forwards each report as it comes); a request is sent on time even
     while earlier ones wait for their answers."""
     sent = Sent.empty(n)
-    worst = 0.0
 
     async def one(i: int) -> None:
         body = orjson.dumps([{"msgid": msgid(prefix, i), "status": "DELIVRD"}])
@@ -225,17 +202,27 @@ async def ingest_reports_trickle(api: Api, prefix: str, n: int, rate: float) -> 
         await api.call("POST", "/v1/reports", body)
         sent.note(i, i + 1, t0, time.monotonic())
 
+    return Paced({prefix: sent}, await _on_schedule(one, n, 1 / rate))
+
+
+async def _on_schedule(
+    send: Callable[[int], Coroutine[Any, Any, None]], count: int, interval_s: float
+) -> float:
+    """Start ``send(0)``, ``send(1)``… every ``interval_s``, each on time even while
+    earlier ones still wait for their answers; when all are done, return the worst
+    lateness of a start against its schedule, in ms."""
     start = time.monotonic() + 0.05
-    tasks = []
-    for i in range(n):
-        due = start + i / rate
+    worst = 0.0
+    tasks: list[asyncio.Task[None]] = []
+    for k in range(count):
+        due = start + k * interval_s
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         worst = max(worst, (time.monotonic() - due) * 1000)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(send(k)))
     await asyncio.gather(*tasks)
-    return Paced({prefix: sent}, worst)
+    return worst
 
 
 def paced_count(rate: float, seconds: float, tick_s: float = 0.05) -> int:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import orjson
@@ -94,6 +94,21 @@ class Result:
 
 def _round(x: float, digits: int = 1) -> float:
     return x if math.isnan(x) else round(x, digits)
+
+
+class _Millis(TypedDict):
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def _ms(lat: load.Latency, digits: int = 1) -> _Millis:
+    """A latency's p50, p99 and max, rounded, under the names ``Result`` gives them."""
+    return {
+        "p50_ms": _round(lat.p50_ms, digits),
+        "p99_ms": _round(lat.p99_ms, digits),
+        "max_ms": _round(lat.max_ms, digits),
+    }
 
 
 def _rate(arr: load.Arrived, start: float) -> dict[str, Any]:
@@ -192,9 +207,7 @@ class Bench:
             per_request=per_request,
             **figures,
             latency_from="POST start",
-            p50_ms=_round(lat.p50_ms, 2),
-            p99_ms=_round(lat.p99_ms, 2),
-            max_ms=_round(lat.max_ms, 2),
+            **_ms(lat, 2),
             cpu_s=round(pushed.cpu_s, 2),
             peak_rss_mb=None,
             receiver_cpu_s=round(rcv_cpu, 2),
@@ -221,9 +234,7 @@ class Bench:
             per_request=1,
             **figures,
             latency_from="POST start",
-            p50_ms=_round(lat.p50_ms, 2),
-            p99_ms=_round(lat.p99_ms, 2),
-            max_ms=_round(lat.max_ms, 2),
+            **_ms(lat, 2),
             cpu_s=round(pushed.cpu_s, 2),
             peak_rss_mb=None,
             receiver_cpu_s=round(rcv_cpu, 2),
@@ -266,9 +277,7 @@ class Bench:
             per_request=self.sizes.batch_max if protocol == "ucloud" else 1,
             **figures,
             latency_from="ingest ack",
-            p50_ms=_round(lat.p50_ms),
-            p99_ms=_round(lat.p99_ms),
-            max_ms=_round(lat.max_ms),
+            **_ms(lat),
             cpu_s=round(cpu, 2),
             peak_rss_mb=round(peak, 1),
             receiver_cpu_s=round(rcv_cpu, 2),
@@ -313,9 +322,7 @@ class Bench:
             per_request=s.batch_max,
             **figures,
             latency_from="ingest ack",
-            p50_ms=_round(lat.p50_ms),
-            p99_ms=_round(lat.p99_ms),
-            max_ms=_round(lat.max_ms),
+            **_ms(lat),
             cpu_s=round(cpu, 2),
             peak_rss_mb=round(peak, 1),
             receiver_cpu_s=round(rcv_cpu, 2),
@@ -325,11 +332,7 @@ class Bench:
                 "requests": stats["requests"],
                 "worst_pacing_lag_ms": round(paced.worst_lag_ms, 1),
                 "min_latency_ms": _round(lat.min_ms, 2),
-                "from_ingest_send": {
-                    "p50_ms": _round(from_sent.p50_ms),
-                    "p99_ms": _round(from_sent.p99_ms),
-                    "max_ms": _round(from_sent.max_ms),
-                },
+                "from_ingest_send": _ms(from_sent),
             },
         )
 
@@ -376,9 +379,7 @@ class Bench:
             per_request=1,
             **figures,
             latency_from="ingest ack",
-            p50_ms=_round(lat.p50_ms),
-            p99_ms=_round(lat.p99_ms),
-            max_ms=_round(lat.max_ms),
+            **_ms(lat),
             cpu_s=round(cpu, 2),
             peak_rss_mb=round(peak, 1),
             receiver_cpu_s=round(rcv_cpu, 2),
@@ -390,11 +391,7 @@ class Bench:
             extra={
                 "cpu_us_per_report": per_report,
                 "worst_pacing_lag_ms": round(paced.worst_lag_ms, 1),
-                "from_ingest_send": {
-                    "p50_ms": _round(from_sent.p50_ms),
-                    "p99_ms": _round(from_sent.p99_ms),
-                    "max_ms": _round(from_sent.max_ms),
-                },
+                "from_ingest_send": _ms(from_sent),
             },
         )
 
@@ -451,9 +448,7 @@ class Bench:
             per_request=s.batch_max,
             **figures,
             latency_from="ingest ack",
-            p50_ms=_round(lat.p50_ms),
-            p99_ms=_round(lat.p99_ms),
-            max_ms=_round(lat.max_ms),
+            **_ms(lat),
             cpu_s=round(cpu, 2),
             peak_rss_mb=round(peak, 1),
             db_cpu_s=round(db_cpu, 2) if store == "postgres" else None,
@@ -462,11 +457,7 @@ class Bench:
                 f" {s.hang_timeout_s:g} s) and a failing one, each at {s.rate:g}/s"
             ),
             extra={
-                "alone": {
-                    "p50_ms": _round(alone.p50_ms),
-                    "p99_ms": _round(alone.p99_ms),
-                    "max_ms": _round(alone.max_ms),
-                },
+                "alone": _ms(alone),
                 "p99_ratio": round(ratio, 2),
                 "worst_pacing_lag_ms": round(max(paced_alone.worst_lag_ms, paced.worst_lag_ms), 1),
                 "neighbour_receivers": neighbours,
@@ -525,9 +516,7 @@ class Bench:
             per_request=self.sizes.batch_max,
             **figures,
             latency_from="drain start",
-            p50_ms=_round(lat.p50_ms),
-            p99_ms=_round(lat.p99_ms),
-            max_ms=_round(lat.max_ms),
+            **_ms(lat),
             cpu_s=round(cpu, 2),
             peak_rss_mb=round(peak, 1),
             receiver_cpu_s=round(rcv_cpu, 2),
