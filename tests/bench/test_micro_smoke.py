@@ -40,7 +40,7 @@ def test_micro_benchmark_prints_every_row() -> None:
     stores = 1 if PG_SKIP else 2
     if PG_SKIP:
         assert "PostgreSQL skipped" in done.stdout
-    assert len(calls) == 5 * stores, done.stdout  # ingest, claim, three shapes of settle
+    assert len(calls) == 6 * stores, done.stdout  # two of ingest, claim, three of settle
     for line in calls:
         figures = [float(cell) for cell in line.strip("|").split("|")[1:]]
         assert figures[0] > 0, line  # wall time; the server's CPU may round to 0

@@ -182,7 +182,7 @@ BEGIN
 END
 $$;
 
--- Ingest in one round trip (see 0006).
+-- Ingest in one round trip (see 0006), planned once per session (see 0008).
 -- One pending delivery per enabled, live endpoint of each (report, account), and a
 -- notification naming the endpoints that got work (inside the caller's transaction:
 -- listeners hear it only if the work commits). The endpoints are share-locked in id
@@ -191,6 +191,8 @@ $$;
 CREATE FUNCTION dlrpush_fan_out(
     a_reports BIGINT[], a_accounts TEXT[], a_now BIGINT, a_channel TEXT
 ) RETURNS BIGINT[] LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_endpoints BIGINT[];
@@ -234,6 +236,8 @@ CREATE FUNCTION dlrpush_add_reports(
     a_receipt TEXT[], a_report_time BIGINT[], a_now BIGINT, a_hold_until BIGINT,
     a_channel TEXT, OUT matched INTEGER, OUT held BIGINT[], OUT endpoints BIGINT[]
 ) LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_ids BIGINT[];
