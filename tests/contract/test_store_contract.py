@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -134,6 +135,29 @@ async def test_matched_report_gets_one_delivery_per_enabled_endpoint(store: Stor
     (view,) = page.items
     assert view.state is ReportState.PENDING and view.account == "acme"
     assert sorted(d.endpoint_id for d in view.deliveries) == [eps[0].id, eps[1].id]
+
+
+async def test_concurrent_ingest_requests_each_get_their_own_counts(store: Store) -> None:
+    """Many small requests at once (a platform posting each report as it comes): each
+    is told how many of its own reports found their record, and every report is kept."""
+    (ep,) = await _setup(store)
+    known = [f"k{i}" for i in range(30)]
+    await store.add_messages([_msg(m) for m in known], T0)
+    requests = []
+    for i in range(30):
+        # 1 to 3 reports, some of them for msgids with no record yet.
+        mine = [_rep(known[i])] + [_rep(f"u{i}-{j}") for j in range(i % 3)]
+        requests.append(mine)
+    results = await asyncio.gather(*(store.add_reports(r, T0, HOLD) for r in requests))
+    assert [(res.accepted, res.matched) for res in results] == [(len(r), 1) for r in requests]
+    assert all(ep.id in res.endpoints for res in results)
+    page = await store.list_reports(ReportFilter(), None, 200)
+    states = {v.msgid: v.state for v in page.items}
+    assert len(states) == sum(len(r) for r in requests)
+    assert all(states[m] is ReportState.PENDING for m in known)
+    held = [m for m in states if m.startswith("u")]
+    assert held and all(states[m] is ReportState.HELD for m in held)
+    assert len(await store.claim(ep.id, 100, T0, LEASE)) == len(known)
 
 
 async def test_claim_returns_everything_a_protocol_needs(store: Store) -> None:

@@ -229,12 +229,14 @@ $$;
 
 -- Inserts the reports in input order (ids in that order), each owned by the account of
 -- its submission record when there is one and held otherwise, fans the owned ones out,
--- and returns how many were owned, the held ids (for the caller's second look) and the
--- endpoints that got work.
+-- and returns how many were owned, the held ids (for the caller's second look), the
+-- endpoints that got work, and every new id in input order (so a call carrying several
+-- API requests' reports can tell each request its own counts).
 CREATE FUNCTION dlrpush_add_reports(
     a_msgid TEXT[], a_status TEXT[], a_error_code TEXT[], a_description TEXT[],
     a_receipt TEXT[], a_report_time BIGINT[], a_now BIGINT, a_hold_until BIGINT,
-    a_channel TEXT, OUT matched INTEGER, OUT held BIGINT[], OUT endpoints BIGINT[]
+    a_channel TEXT, OUT matched INTEGER, OUT held BIGINT[], OUT endpoints BIGINT[],
+    OUT ids BIGINT[]
 ) LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan
@@ -259,11 +261,12 @@ BEGIN
         ORDER BY t.ord
         RETURNING id, account_id
     )
-    SELECT array_agg(ins.id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NOT NULL),
+    SELECT COALESCE(array_agg(ins.id ORDER BY ins.id), '{}'),
+           array_agg(ins.id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NOT NULL),
            array_agg(ins.account_id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NOT NULL),
            COALESCE(array_agg(ins.id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NULL),
                     '{}')
-    INTO v_ids, v_accounts, held FROM ins;
+    INTO ids, v_ids, v_accounts, held FROM ins;
     matched := COALESCE(cardinality(v_ids), 0);
     endpoints := '{}';
     IF matched > 0 THEN
