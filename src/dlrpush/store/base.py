@@ -31,6 +31,7 @@ from dlrpush.models import (
 class IngestResult:
     accepted: int
     # Endpoints that got new due work, so an in-process dispatcher can wake them now.
+    # A backend that merges concurrent calls may name them in one call's result only.
     endpoints: frozenset[int] = frozenset()
     matched: int = 0  # reports that found their submission record in this call
 

@@ -849,9 +849,12 @@ class PostgresStore:
             own = ids[start : start + len(batch)]
             start += len(batch)
             matched = sum(1 for i in own if i not in unmatched)
-            # Every request is told of every endpoint that got work: the dispatcher of
-            # this process is woken once per request either way.
             out.append(IngestResult(accepted=len(batch), endpoints=endpoints, matched=matched))
+            # The call's endpoints go to its first request only: each request wakes
+            # the dispatcher for what it is told, and a thousand requests each naming
+            # hundreds of endpoints would be that many wake-ups for the same work. The
+            # NOTIFY reaches every dispatcher anyway.
+            endpoints = frozenset()
         return out
 
     # -- dispatch ---------------------------------------------------------------------
