@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -81,3 +82,34 @@ def test_kill_9_of_one_worker_loses_nothing_and_bounds_duplicates(
     # Only what the killed worker had pushed and not yet recorded can go out twice: at
     # most its requests in flight plus as many answered but not yet recorded.
     assert duplicates <= 2 * 8
+
+
+def test_one_report_requests_sent_at_once_are_each_answered_for_their_own_report(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], pg_url: str
+) -> None:
+    """A platform posting each report as it comes, many at once: the API process merges
+    them into few store calls, yet each request is answered for its own report, and
+    every report with a record arrives once."""
+    api, rcv, _ = _setup(spawn, api_factory, pg_url, workers=1)
+    n = 400
+    known = [f"m{i}" for i in range(0, n, 2)]  # the odd ones have no record: held
+    api.post(
+        "/v1/messages",
+        [{"msgid": m, "account": "acme", "phone": "13912345678"} for m in known],
+        202,
+    )
+
+    def post_one(i: int) -> tuple[int, int, dict[str, int]]:
+        resp = api.client.post("/v1/reports", json=[{"msgid": f"m{i}", "status": "DELIVRD"}])
+        return i, resp.status_code, resp.json()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(post_one, range(n)))
+    for i, status, body in answers:
+        assert status == 202, body
+        expected = {"accepted": 1, "matched": 1 - i % 2, "held": i % 2}
+        assert body == expected, (i, body)
+    reports = api.wait_settled(n, timeout=120)
+    states = collections.Counter(r["state"] for r in reports)
+    assert states == {"delivered": n // 2, "held": n // 2}
+    assert _arrivals(rcv) == collections.Counter(known)
