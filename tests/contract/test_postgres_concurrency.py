@@ -273,3 +273,54 @@ async def test_cursor_pull_misses_nothing_while_two_stores_ingest(
     assert len(everything) == 2 * 3 * 60 * 10
     assert len(seen) == len(set(seen))
     assert sorted(seen) == everything
+
+
+async def test_merged_requests_count_reports_the_second_look_matched(
+    two_stores: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record that commits after a merged ingest call looked for it (its own matcher
+    having looked before the reports were visible) is found by the second look, and
+    each request is told its own report matched."""
+    a, b = two_stores
+    ep = await _endpoint(a)
+    await a.add_messages(_msgs(["first"]), T0)
+    look_again = a._second_look
+
+    async def no_match(*args: object) -> tuple[set[int], frozenset[int]]:
+        return set(), frozenset()
+
+    async def record_lands_first(held: list[int], now_ms: int) -> tuple[set[int], frozenset[int]]:
+        with monkeypatch.context() as m:
+            m.setattr(b, "_match_waiting", no_match)
+            await b.add_messages(_msgs(["late0", "late1"]), T0)
+        return await look_again(held, now_ms)
+
+    monkeypatch.setattr(a, "_second_look", record_lands_first)
+    # "first" is alone in the first call; the other three wait for it and go together.
+    results = await asyncio.gather(
+        *(a.add_reports(_reps([m]), T0, HOLD) for m in ("first", "late0", "never", "late1"))
+    )
+    assert [r.matched for r in results] == [1, 1, 0, 1]
+    claimed = await a.claim(ep.id, 10, T0, LEASE)
+    assert sorted(i.msgid for i in claimed) == ["first", "late0", "late1"]
+
+
+async def test_a_second_look_that_keeps_failing_stores_each_report_once(
+    two_stores: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports are committed before the second look: its failure must not make the
+    merged requests run again (each report stored twice) nor fail them."""
+    a, _ = two_stores
+    await _endpoint(a)
+
+    async def broken(*args: object) -> tuple[set[int], frozenset[int]]:
+        raise psycopg.errors.InternalError("cache lookup failed for function")
+
+    monkeypatch.setattr(a, "_match_waiting", broken)
+    monkeypatch.setattr("dlrpush.store.postgres._SECOND_LOOK_DELAYS_S", (0.0, 0.0))
+    ids = [f"u{i}" for i in range(6)]
+    results = await asyncio.gather(*(a.add_reports(_reps([m]), T0, HOLD) for m in ids))
+    assert [(r.accepted, r.matched) for r in results] == [(1, 0)] * len(ids)
+    page = await a.list_reports(ReportFilter(), None, 100)
+    assert sorted(v.msgid for v in page.items) == ids
+    assert {v.state for v in page.items} == {ReportState.HELD}

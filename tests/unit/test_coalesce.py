@@ -121,3 +121,13 @@ async def test_requests_waiting_when_the_loop_stops_are_told_the_store_is_closin
     for waiting in (first, second):
         with pytest.raises(StoreUnavailable, match="closing"):
             await waiting
+
+
+async def test_a_call_that_answers_for_the_wrong_number_of_requests_fails_them_all() -> None:
+    async def short(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    co: Coalescer[int, int] = Coalescer(short, lambda item: 1, 10)
+    results = await asyncio.gather(co.submit(1), co.submit(2), co.submit(3), return_exceptions=True)
+    # All three were queued before the call started: no answer may be handed out.
+    assert all(isinstance(r, RuntimeError) and "2 results for 3" in str(r) for r in results)

@@ -26,9 +26,10 @@ class Coalescer(Generic[T, R]):
 
     ``run`` returns one result per item, in order. When it raises
     :class:`StoreUnavailable` every item of the call gets that error (whether the call
-    took effect is unknown, so nothing is run twice). Any other error means the call
-    was refused as a whole and changed nothing, so each item is run again alone: the
-    one that caused it fails, the others do not."""
+    took effect is unknown, so nothing is run twice). Any other error must mean the
+    call was refused as a whole and changed nothing (``run`` must not raise once its
+    work is committed), so each item is run again alone: the one that caused it fails,
+    the others do not."""
 
     def __init__(
         self,
@@ -45,7 +46,7 @@ class Coalescer(Generic[T, R]):
     async def submit(self, item: T) -> R:
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, done))
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="dlrpush-coalesce")
         return await done
 
@@ -93,6 +94,12 @@ class Coalescer(Generic[T, R]):
                 return
             for one in batch:
                 await self._carry_out([one])
+            return
+        if len(results) != len(batch):
+            wrong = RuntimeError(f"{len(results)} results for {len(batch)} requests")
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(wrong)
             return
         for (_, done), result in zip(batch, results, strict=True):
             if not done.done():

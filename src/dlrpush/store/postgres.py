@@ -71,6 +71,8 @@ CHANNEL = "dlrpush_work"
 # alone. A call of 1,000 reports costs the server ~15 µs a report, of one ~700 µs.
 COALESCE_BELOW = 100
 COALESCE_MAX = 1000
+# Pauses between tries of an ingest's second look for held reports (see _second_look).
+_SECOND_LOOK_DELAYS_S = (0.05, 0.25, 1.0)
 # NOTIFY payloads must stay under 8000 bytes; ids are sent in chunks well below that.
 _NOTIFY_MAX_CHARS = 7000
 
@@ -830,19 +832,13 @@ class PostgresStore:
         async with self._conn() as conn:
             cur = await conn.execute(_ADD_REPORTS_SQL, params)
             row = await cur.fetchone() or ([], [], [])  # the function returns one row
-            unmatched = {int(i) for i in row[0]}
-            endpoints = frozenset(int(e) for e in row[1])
-            ids = [int(i) for i in row[2]]
-            if unmatched:
-                # The other half of the race described in add_messages: a record
-                # committed after our insert looked for it but before its matcher
-                # could see our reports is found by this second look.
-                async with conn.transaction():
-                    found, more_eps = await self._match_waiting(
-                        conn, "id", sorted(unmatched), now_ms
-                    )
-                unmatched -= found
-                endpoints |= more_eps
+        unmatched = {int(i) for i in row[0]}
+        endpoints = frozenset(int(e) for e in row[1])
+        ids = [int(i) for i in row[2]]
+        if unmatched:
+            found, more_eps = await self._second_look(sorted(unmatched), now_ms)
+            unmatched -= found
+            endpoints |= more_eps
         out: list[IngestResult] = []
         start = 0
         for batch, _, _ in requests:
@@ -856,6 +852,32 @@ class PostgresStore:
             # NOTIFY reaches every dispatcher anyway.
             endpoints = frozenset()
         return out
+
+    async def _second_look(self, held: list[int], now_ms: int) -> tuple[set[int], frozenset[int]]:
+        """The other half of the race described in add_messages: a record committed
+        after the insert looked for it, but before its matcher could see these reports,
+        is found by this second look.
+
+        The reports are committed by now, so nothing here may fail the requests: an
+        error would make their senders (and the coalescer) store them again. The look
+        changes only what is still held, so it is tried again; if it keeps failing the
+        reports stay held, as they would without the race, and the log says so."""
+        for attempt, delay in enumerate((*_SECOND_LOOK_DELAYS_S, None)):
+            try:
+                async with self._conn() as conn, conn.transaction():
+                    return await self._match_waiting(conn, "id", held, now_ms)
+            except Exception as exc:
+                if delay is None:
+                    log.warning(
+                        "second look for %d held reports failed %d times (%s); they stay"
+                        " held until a record for them is ingested or their window ends",
+                        len(held),
+                        attempt + 1,
+                        exc,
+                    )
+                    break
+                await asyncio.sleep(delay)
+        return set(), frozenset()
 
     # -- dispatch ---------------------------------------------------------------------
 
