@@ -18,7 +18,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dlrpush import retry
@@ -62,6 +62,8 @@ class DispatchStats:
     retried: int = 0
     failed: int = 0
     by_outcome: dict[str, int] = field(default_factory=dict)
+    claimed: int = 0  # deliveries taken by a claim
+    from_ingest: int = 0  # deliveries leased by an ingest in this process (see offers)
 
 
 def classify_error(exc: BaseException) -> tuple[AttemptOutcome, str]:
@@ -190,7 +192,7 @@ class _Runner:
 
     def kick(self) -> None:
         """New work may be due: look, claiming if there are free slots."""
-        self.news += 1
+        self._news()
         self.kicked = True
         self.event.set()
 
@@ -198,8 +200,41 @@ class _Runner:
         """Slots were freed: send what is queued, claiming only if new work may be due
         (always, when new work is not announced as it comes)."""
         if not self.d.announced:
-            self.news += 1
+            self._news()
         self.kicked = True
+        self.event.set()
+
+    def _news(self) -> None:
+        self.news += 1
+        self.d.offers.pop(self.ep.id, None)
+
+    def _review_offer(self) -> None:
+        """Offer to take new work straight from ingest (see Dispatcher.offers) while
+        nothing is left to claim, the queue has room and the customer answers briskly:
+        handed over then, new work keeps the order a claim would give it, and is not
+        queued behind a customer that takes seconds per answer."""
+        cap = self.ep.max_in_flight * self.per_request + CLAIM_AHEAD_MIN
+        if (
+            self.drained_at == self.news
+            and not (self.stopped or self.slow)
+            and len(self.ready) < cap
+            and not (self.due and self.due[0] <= self.d.now_ms() + DUE_SLACK_MS)
+        ):
+            self.d.offers[self.ep.id] = (cap, self.d.lease_ms(self.ep))
+        else:
+            self.d.offers.pop(self.ep.id, None)
+
+    def take(self, items: Sequence[PushItem]) -> None:
+        """Queue deliveries an ingest leased to this process for this endpoint, and
+        push them (they join the queue behind what was claimed)."""
+        if self.stopped or self.d.stopping:
+            self.d.release_later([item.delivery_id for item in items])
+            return
+        send_by = self.d.now_ms() + int(self.ep.timeout_s * 1000)
+        self.ready.extend((send_by, item) for item in items)
+        self._review_offer()
+        self._send_ready(partial=True)
+        self.kicked = True  # _fill queues for the process's slots when they are short
         self.event.set()
 
     def note_due(self, due_ms: int) -> None:
@@ -217,6 +252,7 @@ class _Runner:
 
     def stop(self) -> None:
         self.stopped = True
+        self.d.offers.pop(self.ep.id, None)
         self._give_back()
         self.event.set()
 
@@ -241,7 +277,7 @@ class _Runner:
             now = self.d.now_ms()
             while self.due and self.due[0] <= now + DUE_SLACK_MS:
                 self._due_set.discard(heapq.heappop(self.due))
-                self.news += 1
+                self._news()
                 self.kicked = True
             if self.kicked:
                 self.kicked = False
@@ -276,12 +312,16 @@ class _Runner:
         per_request = self.per_request
         queued = len(self.ready)
         requests = -(-queued // per_request) if partial else queued // per_request
+        sent = False
         for _ in range(min(self._free(), self.d.global_free, requests)):
             n = min(per_request, len(self.ready))
             chunk = [self.ready.popleft()[1] for _ in range(n)]
             self.inflight += 1
             self.d.global_free -= 1
             self.d.spawn(self._send(chunk))
+            sent = True
+        if sent and self.ep.id not in self.d.offers:
+            self._review_offer()
 
     async def _fill(self) -> None:
         ep = self.ep
@@ -331,10 +371,12 @@ class _Runner:
             # the lease (see lease_ms).
             send_by = now + int(ep.timeout_s * 1000)
             self.ready.extend((send_by, item) for item in items)
+            self.d.stats.claimed += len(items)
             more = len(items) == limit
             self.backlogged = more
             # Short: everything due was taken, as of the news this claim started under.
             self.drained_at = -1 if more else news
+            self._review_offer()
             if self.stopped or self.d.stopping:
                 self._give_back()
 
@@ -380,7 +422,10 @@ class _Runner:
         t0 = time.perf_counter()
         status, verdict, snippet = await self.d.post(ep, request, self.protocol)
         latency_ms = (time.perf_counter() - t0) * 1000
-        self.slow = latency_ms >= SLOW_PUSH_MS or verdict.outcome is AttemptOutcome.TIMEOUT
+        slow = latency_ms >= SLOW_PUSH_MS or verdict.outcome is AttemptOutcome.TIMEOUT
+        if slow != self.slow:
+            self.slow = slow
+            self._review_offer()
         end_ms = self.d.now_ms()
         stats = self.d.stats
         stats.requests += 1
@@ -474,6 +519,11 @@ class Dispatcher:
         self._client: PushClient | None = None
         self._to_release: list[int] = []
         self.settler = _Settler(store, self.now_ms)
+        # The standing offer an ingest in this process passes to the store (see
+        # store.base.Offer): endpoint id -> (most new deliveries, lease length in ms),
+        # for each runner with nothing left to claim. Its new work then comes back
+        # leased with the ingest's answer, and is pushed without a claim's round trip.
+        self.offers: dict[int, tuple[int, int]] = {}
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -509,6 +559,18 @@ class Dispatcher:
             # The poll still finds all work; only the instant wake-up is lost.
             self.announced = False
             log.exception("listening for new work stopped; falling back to polling")
+
+    def hand(self, leased: Mapping[int, Sequence[PushItem]]) -> None:
+        """Take the deliveries an ingest leased to this process (see ``offers``)."""
+        for ep_id, items in leased.items():
+            runner = self.runners.get(ep_id)
+            if runner is None:
+                # Stopped meanwhile (endpoint changed or deleted): the lease is given
+                # back, and the delivery claimed as any other.
+                self.release_later([item.delivery_id for item in items])
+            else:
+                self.stats.from_ingest += len(items)
+                runner.take(items)
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:
         for ep_id in endpoint_ids:

@@ -91,13 +91,14 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
         assert on_reports and not any("state" in d for d in on_reports)
         # The settle's and ingest's functions, with the settings their plans are made
         # under: by key, and once per session rather than at every call (migrations
-        # 0007 and 0008).
+        # 0007, 0008 and 0010).
         settings = {f[0]: f[2] for f in got_fresh["functions"]}
         generic = "plan_cache_mode=force_generic_plan"
         for name in (
             "dlrpush_settle",
             "dlrpush_refresh_reports",
             "dlrpush_add_reports",
+            "dlrpush_ingest",
             "dlrpush_fan_out",
         ):
             assert settings[name] == ["enable_seqscan=off", "enable_bitmapscan=off", generic]

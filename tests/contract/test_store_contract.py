@@ -161,6 +161,47 @@ async def test_concurrent_ingest_requests_each_get_their_own_counts(store: Store
     assert len(await store.claim(ep.id, 100, T0, LEASE)) == len(known)
 
 
+async def test_ingest_leases_new_work_to_an_offer_in_report_order(store: Store) -> None:
+    """A dispatcher beside the API offers to take new work for its idle endpoints: the
+    ingest leases that work up to each endpoint's limit and hands it back as push items
+    (the same a claim would give); the rest is left to claim, and only endpoints with
+    work left are named for a wake-up."""
+    ep0, ep1 = await _setup(store, endpoints=2)
+    (other,) = await _setup(store, account="zeta")
+    await store.add_messages([_msg(f"m{i}") for i in range(6)], T0)
+    reports = [_rep(f"m{i}") for i in range(5)] + [_rep("nobody")]
+    offer = {ep0.id: (3, LEASE), other.id: (10, LEASE)}
+    result = await store.add_reports(reports, T0, HOLD, offer)
+    assert (result.accepted, result.matched) == (6, 5)
+    assert set(result.leased) == {ep0.id}  # zeta got no work from this ingest
+    handed = result.leased[ep0.id]
+    assert [i.msgid for i in handed] == ["m0", "m1", "m2"]
+    assert result.endpoints == {ep0.id, ep1.id}
+    # Leased: no claim gets them while the lease lasts; the others are claimable.
+    assert [i.msgid for i in await store.claim(ep0.id, 10, T0, LEASE)] == ["m3", "m4"]
+    assert len(await store.claim(ep1.id, 10, T0, LEASE)) == 5
+    # The lease runs out like a claim's (the process that took them died).
+    again = await store.claim(ep0.id, 10, T0 + LEASE + 1, LEASE)
+    by_id = {i.delivery_id: i for i in again}
+    assert len(by_id) == 5
+    assert all(by_id[i.delivery_id] == i for i in handed)  # everything a protocol needs
+    # Settled like claimed work.
+    await store.settle(_settle(handed, ep0, DeliveryState.DELIVERED), T0 + 1)
+    view = (await store.list_reports(ReportFilter(msgid="m0"), None, 10)).items[0]
+    states = {d.endpoint_id: d.state for d in view.deliveries}
+    assert states == {ep0.id: DeliveryState.DELIVERED, ep1.id: DeliveryState.PENDING}
+    # Room for all: nothing is left to claim, and no endpoint needs waking.
+    result = await store.add_reports(
+        [_rep("m5")], T0 + 2, HOLD, {ep0.id: (10, LEASE), ep1.id: (10, LEASE)}
+    )
+    assert result.endpoints == frozenset()
+    assert {ep: [i.msgid for i in items] for ep, items in result.leased.items()} == {
+        ep0.id: ["m5"],
+        ep1.id: ["m5"],
+    }
+    assert await store.claim(ep0.id, 10, T0 + 3, LEASE) == []
+
+
 async def test_claim_returns_everything_a_protocol_needs(store: Store) -> None:
     (ep,) = await _setup(store)
     await store.add_messages([_msg("m1")], T0)

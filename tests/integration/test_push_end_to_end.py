@@ -374,3 +374,35 @@ def test_work_queued_behind_hanging_pushes_arrives_once_with_a_tight_lease(
     got = [item["report"]["msgid"] for item in received(rcv)["items"] if item["accepted"]]
     assert sorted(got) == sorted(f"m{i}" for i in range(60))  # each accepted exactly once
     assert sum(r["attempts"] for r in reports) == 60 + 3  # plus the three that hung
+
+
+def test_reports_for_an_idle_customer_are_pushed_straight_from_ingest(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    """A customer with nothing left to claim gets each new report leased by the ingest
+    itself and pushed without a claim; every report still arrives exactly once."""
+    svc = _service(spawn, tmp_path)
+    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet")
+    api = api_factory(svc.url)
+    ep_id = _customer(api, "bank", rcv, "innopaas")
+    api.post(
+        "/v1/messages",
+        [{"msgid": f"t{i}", "account": "bank", "phone": "8613900000000"} for i in range(20)],
+        202,
+    )
+    # The endpoint's runner exists and has looked once (found nothing) before reports come.
+    deadline = time.monotonic() + 10
+    while str(ep_id) not in api.get("/v1/stats")["dispatcher"]["endpoints"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    for i in range(20):
+        api.post("/v1/reports", [{"msgid": f"t{i}", "status": "DELIVRD"}], 202)
+        time.sleep(0.02)
+    api.wait_settled(20)
+    got = received(rcv)
+    assert sorted(item["report"]["msgid"] for item in got["items"]) == sorted(
+        f"t{i}" for i in range(20)
+    )
+    dispatcher = api.get("/v1/stats")["dispatcher"]
+    assert dispatcher["from_ingest"] == 20 and dispatcher["claimed"] == 0

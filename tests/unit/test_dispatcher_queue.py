@@ -342,3 +342,67 @@ async def test_a_worker_that_hears_of_new_work_only_from_the_poll_looks_when_a_s
 
     assert claims == [1, 1]
     assert pushed == [[1], [2]]
+
+
+async def test_an_idle_runner_takes_new_work_from_the_ingest_without_a_claim(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Once a claim came back short, the runner offers to take new work as it is
+    ingested: the ingest leases it and the runner pushes it with no claim at all."""
+    runner, pushed, claims = await _quiet_runner(store)
+    d = runner.d
+    d.runners[runner.ep.id] = runner
+    assert d.offers == {}  # nothing known yet: the runner has to look first
+    await runner._fill()
+    assert pushed == [[1]] and claims == [1]
+    cap, lease_ms = d.offers[runner.ep.id]
+    assert cap >= runner.ep.max_in_flight and lease_ms == d.lease_ms(runner.ep)
+
+    result = await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000, d.offers)
+    d.hand(result.leased)
+    assert result.endpoints == frozenset()  # nothing left to wake anyone for
+    assert pushed == [[1], [2]] and claims == [1]
+    assert _leases(str(tmp_path / "q.db"))[2] == T0 + lease_ms
+    # Still idle: the next ingest is handed over too.
+    assert runner.ep.id in d.offers
+
+
+async def test_a_runner_with_work_left_to_claim_takes_nothing_from_the_ingest(
+    store: SqliteStore,
+) -> None:
+    """Handing new work to a runner with older due work in the store would push the
+    new before the old."""
+    clock = Clock()
+    runner, _pushed = await _runner(store, clock)
+    d = runner.d
+    await runner._fill()  # a full claim: more may be due
+    assert runner.backlogged and d.offers == {}
+
+
+async def test_news_or_a_slow_customer_withdraws_the_offer(store: SqliteStore) -> None:
+    """News means work may be due that no claim has seen (it goes first); a slow
+    customer's queue would let handed work go stale."""
+    runner, _pushed, _claims = await _quiet_runner(store)
+    await runner._fill()
+    assert runner.ep.id in runner.d.offers
+    runner.kick()  # news: work may be due that no claim has seen
+    assert runner.ep.id not in runner.d.offers
+    await runner._fill()
+    assert runner.ep.id in runner.d.offers
+    runner.slow = True
+    runner._review_offer()
+    assert runner.ep.id not in runner.d.offers
+
+
+async def test_work_handed_to_a_runner_that_is_gone_is_given_back(store: SqliteStore) -> None:
+    runner, pushed, _claims = await _quiet_runner(store)
+    d = runner.d
+    d.runners[runner.ep.id] = runner
+    await runner._fill()
+    offer = dict(d.offers)
+    runner.stop()  # the endpoint was changed or deleted meanwhile
+    del d.runners[runner.ep.id]
+    result = await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000, offer)
+    d.hand(result.leased)
+    assert pushed == [[1]]
+    assert d._to_release == [2]

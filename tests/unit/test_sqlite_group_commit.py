@@ -158,7 +158,7 @@ async def test_a_claim_is_committed_at_once_and_a_big_write_commits_alone(
     assert await claim == []  # the reports came after the claim: nothing was due yet
 
     txns = _transactions(held.statements)
-    with_claim = [t for t in txns if any("FROM deliveries d" in s for s in t)]
+    with_claim = [t for t in txns if any("ORDER BY d.next_attempt_ms" in s for s in t)]
     with_reports = [t for t in txns if any("INSERT INTO reports" in s for s in t)]
     assert len(with_claim) == 1 and len(with_reports) == 1
     assert not any("INSERT INTO accounts" in s for s in with_claim[0] + with_reports[0])

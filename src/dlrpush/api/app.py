@@ -344,6 +344,10 @@ def create_app(
                 "retried": s.retried,
                 "failed": s.failed,
                 "outcomes": s.by_outcome,
+                # Deliveries queued for a push by a claim, and those leased by an
+                # ingest in this process and pushed without one.
+                "claimed": s.claimed,
+                "from_ingest": s.from_ingest,
                 "endpoints": {
                     str(ep_id): {"in_flight": r.inflight} for ep_id, r in dispatcher.runners.items()
                 },
@@ -567,7 +571,12 @@ def create_app(
                     receipt=r.receipt,
                 )
             )
-        result = await store.add_reports(reports, received, settings.hold_ms)
+        if dispatcher is None:
+            result = await store.add_reports(reports, received, settings.hold_ms)
+        else:
+            # New work for an idle endpoint comes back leased and is pushed at once.
+            result = await store.add_reports(reports, received, settings.hold_ms, dispatcher.offers)
+            dispatcher.hand(result.leased)
         wake(result.endpoints)
         return json_response(
             {

@@ -9,7 +9,7 @@ in ``tests/contract`` holds them to the same behaviour.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,14 +26,21 @@ from dlrpush.models import (
     ReportState,
 )
 
+# An in-process dispatcher's standing offer to push new work at once, without a claim:
+# endpoint id -> (the most new deliveries it takes, the lease's length in ms).
+Offer = Mapping[int, tuple[int, int]]
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     accepted: int
-    # Endpoints that got new due work, so an in-process dispatcher can wake them now.
-    # A backend that merges concurrent calls may name them in one call's result only.
+    # Endpoints that got new due work left to claim, so an in-process dispatcher can
+    # wake them now. A backend that merges concurrent calls may name them in one call's
+    # result only.
     endpoints: frozenset[int] = frozenset()
     matched: int = 0  # reports that found their submission record in this call
+    # New deliveries leased to the offer's taker, by endpoint, in report order.
+    leased: Mapping[int, list[PushItem]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +179,16 @@ class Store(Protocol):
         held or unmatched reports waiting for them."""
 
     async def add_reports(
-        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+        self,
+        reports: Sequence[IncomingReport],
+        now_ms: int,
+        hold_ms: int,
+        offer: Offer | None = None,
     ) -> IngestResult:
         """Store reports; matched ones get one pending delivery per enabled endpoint of
-        their account, the others are held until ``now_ms + hold_ms``."""
+        their account, the others are held until ``now_ms + hold_ms``. The deliveries of
+        an endpoint in ``offer`` are leased in the same transaction, up to its limit in
+        report order, and returned in ``leased`` instead of being left to a claim."""
 
     # dispatch
     async def claim(

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from typing import Any, LiteralString
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
@@ -45,6 +46,7 @@ from dlrpush.store.base import (
     AttemptView,
     DeliveryView,
     IngestResult,
+    Offer,
     Page,
     ReplayFilter,
     ReplayResult,
@@ -76,9 +78,9 @@ _SECOND_LOOK_DELAYS_S = (0.05, 0.25, 1.0)
 # NOTIFY payloads must stay under 8000 bytes; ids are sent in chunks well below that.
 _NOTIFY_MAX_CHARS = 7000
 
-# The reports of one ingest request, the time it was received and how long its
-# unmatched reports are held.
-_ReportRequest = tuple[Sequence[IncomingReport], int, int]
+# The reports of one ingest request, the time it was received, how long its
+# unmatched reports are held, and the offer of the dispatcher beside it (if any).
+_ReportRequest = tuple[Sequence[IncomingReport], int, int, Offer | None]
 # The LISTEN connection wakes this often to notice a closed store and, when idle for
 # _LISTEN_PING_S, sends a query so a dead TCP connection is found without waiting for
 # the kernel's keepalive (two hours by default).
@@ -229,15 +231,17 @@ ORDER BY ord
 ON CONFLICT (msgid) DO NOTHING
 """
 
-# Ingest is one call of a server-side function (migration 0006 holds it and the
-# reasons): report inserts take turns per schema so a pull cursor never skips an id, and
-# one round trip inside that turn keeps the turns short. Ids are handed out in input
-# order, as SQLite does.
+# Ingest is one call of a server-side function (migrations 0006 and 0010 hold it and
+# the reasons): report inserts take turns per schema so a pull cursor never skips an
+# id, and one round trip inside that turn keeps the turns short. Ids are handed out in
+# input order, as SQLite does. The leased push items come back as JSON text, each led
+# by its endpoint id.
 _ADD_REPORTS_SQL = """
-SELECT held, endpoints, ids FROM dlrpush_add_reports(
+SELECT held, endpoints, ids, leased FROM dlrpush_ingest(
     %(msgid)b::text[], %(status)b::text[], %(error_code)b::text[], %(description)b::text[],
     %(receipt)b::text[], %(report_time_ms)b::bigint[], %(now)s::bigint,
-    %(hold_until)s::bigint, %(channel)s::text)
+    %(hold_until)s::bigint, %(channel)s::text, %(offer_ep)b::bigint[],
+    %(offer_limit)b::integer[], %(offer_lease)b::bigint[])
 """
 
 # Deliveries are aggregated per report in the same statement, so a listed report and
@@ -803,21 +807,30 @@ class PostgresStore:
         return IngestResult(accepted=len(messages), endpoints=endpoints, matched=len(matched))
 
     async def add_reports(
-        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+        self,
+        reports: Sequence[IncomingReport],
+        now_ms: int,
+        hold_ms: int,
+        offer: Offer | None = None,
     ) -> IngestResult:
         if not reports:
             return IngestResult(accepted=0)
+        # The offer is read now: the dispatcher changes it as it works.
+        request = (reports, now_ms, hold_ms, dict(offer) if offer else None)
         if len(reports) >= COALESCE_BELOW:
-            return (await self._add_report_requests([(reports, now_ms, hold_ms)]))[0]
-        return await self._ingest.submit((reports, now_ms, hold_ms))
+            return (await self._add_report_requests([request]))[0]
+        return await self._ingest.submit(request)
 
     async def _add_report_requests(self, requests: list[_ReportRequest]) -> list[IngestResult]:
         """Store the reports of one or more ingest requests in one call. Merged requests
         share the latest request's time (received, and the hold counted from it): they
         arrived within the call before them, a few milliseconds at most."""
-        reports = [r for batch, _, _ in requests for r in batch]
-        now_ms = max(now for _, now, _ in requests)
-        hold_until = max(now + hold for _, now, hold in requests)
+        reports = [r for batch, _, _, _ in requests for r in batch]
+        now_ms = max(now for _, now, _, _ in requests)
+        hold_until = max(now + hold for _, now, hold, _ in requests)
+        # The latest offer stands for all: it is the dispatcher's most recent word.
+        offer = next((o for _, _, _, o in reversed(requests) if o), None) or {}
+        takers = [(ep, limit, lease) for ep, (limit, lease) in offer.items() if limit > 0]
         params = {
             "now": now_ms,
             "hold_until": hold_until,
@@ -828,29 +841,39 @@ class PostgresStore:
             "receipt": [_opt_text(r.receipt) for r in reports],
             "report_time_ms": [r.report_time_ms for r in reports],
             "channel": CHANNEL,
+            "offer_ep": [t[0] for t in takers],
+            "offer_limit": [t[1] for t in takers],
+            "offer_lease": [t[2] for t in takers],
         }
         async with self._conn() as conn:
             cur = await conn.execute(_ADD_REPORTS_SQL, params)
-            row = await cur.fetchone() or ([], [], [])  # the function returns one row
+            row = await cur.fetchone() or ([], [], [], "[]")  # the function returns one row
         unmatched = {int(i) for i in row[0]}
         endpoints = frozenset(int(e) for e in row[1])
         ids = [int(i) for i in row[2]]
+        leased: dict[int, list[PushItem]] = {}
+        for item in orjson.loads(row[3]):
+            leased.setdefault(item[0], []).append(push_item_from_row(item[1:]))
         if unmatched:
             found, more_eps = await self._second_look(sorted(unmatched), now_ms)
             unmatched -= found
             endpoints |= more_eps
         out: list[IngestResult] = []
         start = 0
-        for batch, _, _ in requests:
+        for batch, _, _, _ in requests:
             own = ids[start : start + len(batch)]
             start += len(batch)
             matched = sum(1 for i in own if i not in unmatched)
-            out.append(IngestResult(accepted=len(batch), endpoints=endpoints, matched=matched))
-            # The call's endpoints go to its first request only: each request wakes
-            # the dispatcher for what it is told, and a thousand requests each naming
-            # hundreds of endpoints would be that many wake-ups for the same work. The
-            # NOTIFY reaches every dispatcher anyway.
-            endpoints = frozenset()
+            out.append(
+                IngestResult(
+                    accepted=len(batch), endpoints=endpoints, matched=matched, leased=leased
+                )
+            )
+            # The call's endpoints and leased work go to its first request only: each
+            # request wakes the dispatcher for what it is told, and a thousand requests
+            # each naming hundreds of endpoints would be that many wake-ups for the same
+            # work. The NOTIFY reaches every dispatcher anyway.
+            endpoints, leased = frozenset(), {}
         return out
 
     async def _second_look(self, held: list[int], now_ms: int) -> tuple[set[int], frozenset[int]]:

@@ -49,6 +49,7 @@ from dlrpush.store.base import (
     AttemptView,
     DeliveryView,
     IngestResult,
+    Offer,
     Page,
     ReplayFilter,
     ReplayResult,
@@ -143,12 +144,24 @@ LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
 ORDER BY j.key
 """
 
-# How many of an ingest's reports matched, and which endpoints got deliveries
+# How many of an ingest's reports matched, which endpoints got deliveries left to
+# claim, and the push items of those leased at once, each led by its endpoint id
 # (:made is the first new delivery id, NULL when none was made).
-_INGEST_SUMMARY_SQL = """
+_INGEST_SUMMARY_SQL = f"""
 SELECT (SELECT COUNT(*) FROM reports
         WHERE id BETWEEN :first AND :last AND state = 'pending'),
-       (SELECT json_group_array(DISTINCT endpoint_id) FROM deliveries WHERE id >= :made)
+       (SELECT json_group_array(DISTINCT endpoint_id) FROM deliveries
+        WHERE id >= :made AND lease_until_ms = 0),
+       (SELECT json_group_array(json_array(endpoint_id, {_PUSH_ITEM_COLS})) FROM (
+            SELECT d.endpoint_id, d.id, d.report_id, r.msgid, m.phone, m.segments, r.status,
+                   r.description, r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms,
+                   m.unit_price, m.currency, m.access_number, m.country_number,
+                   m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
+            FROM deliveries d
+            JOIN reports r ON r.id = d.report_id
+            JOIN messages m ON m.msgid = r.msgid
+            WHERE d.id >= :made AND d.lease_until_ms > 0
+            ORDER BY d.id LIMIT -1))
 """
 
 _INSERT_MESSAGES_SQL = """
@@ -169,6 +182,27 @@ INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
 SELECT r.id, e.id, 'pending', 0, :now, 0, :now
 FROM reports r
 JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
+"""
+
+# The fan-out of an ingest with an offer: the deliveries of each offered endpoint,
+# [endpoint id, limit, lease ms] in :offer, are leased as they are made, the first
+# ones in report order up to its limit. The offer is read into a table once (an
+# offer names every idle endpoint; json_each would parse it again for each row). The
+# statement starts with INSERT: Python's sqlite3 counts the rows of those only.
+_FAN_OUT_OFFERED_SQL = """
+INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
+                        lease_until_ms, updated_ms)
+WITH o(ep, lim, lease) AS MATERIALIZED (
+    SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:offer)
+)
+SELECT r.id, e.id, 'pending', 0, :now,
+       IIF(ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY r.id) <= o.lim, :now + o.lease, 0),
+       :now
+FROM reports r
+JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
+LEFT JOIN o ON o.ep = e.id
+WHERE r.id BETWEEN :first AND :last AND r.state = 'pending'
+ORDER BY r.id, e.id
 """
 
 # One row per delivery: [delivery id, state, tries, next attempt, push id]. A delivery
@@ -755,8 +789,14 @@ class SqliteStore:
         return await self._write(_do, rows=len(messages))
 
     async def add_reports(
-        self, reports: Sequence[IncomingReport], now_ms: int, hold_ms: int
+        self,
+        reports: Sequence[IncomingReport],
+        now_ms: int,
+        hold_ms: int,
+        offer: Offer | None = None,
     ) -> IngestResult:
+        takers = [[ep, limit, lease] for ep, (limit, lease) in (offer or {}).items() if limit > 0]
+        offered = _json_array(takers) if takers else None
         rows = orjson.dumps(
             [
                 (r.msgid, r.status, r.error_code, r.description, r.receipt, r.report_time_ms)
@@ -774,16 +814,25 @@ class SqliteStore:
                 )
             )
             span = {"now": now_ms, "first": ids.start, "last": ids.stop - 1}
-            made = self._make_deliveries(
-                c, "r.id BETWEEN :first AND :last AND r.state = 'pending'", span
-            )
-            matched, endpoints = c.execute(
+            if offered is None:
+                made = self._make_deliveries(
+                    c, "r.id BETWEEN :first AND :last AND r.state = 'pending'", span
+                )
+            else:
+                made = self._inserted_ids(
+                    c.execute(_FAN_OUT_OFFERED_SQL, {**span, "offer": offered})
+                )
+            matched, endpoints, items = c.execute(
                 _INGEST_SUMMARY_SQL, {**span, "made": made.start if made else None}
             ).fetchone()
+            leased: dict[int, list[PushItem]] = {}
+            for row in orjson.loads(items):
+                leased.setdefault(row[0], []).append(push_item_from_row(row[1:]))
             return IngestResult(
                 accepted=len(reports),
                 endpoints=frozenset(orjson.loads(endpoints)),
                 matched=matched,
+                leased=leased,
             )
 
         return await self._write(_do, rows=len(reports))
