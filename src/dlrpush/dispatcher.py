@@ -232,6 +232,7 @@ class _Runner:
             return
         send_by = self.d.now_ms() + int(self.ep.timeout_s * 1000)
         self.ready.extend((send_by, item) for item in items)
+        self.d.stats.from_ingest += len(items)
         self._review_offer()
         self._send_ready(partial=True)
         self.kicked = True  # _fill queues for the process's slots when they are short
@@ -569,7 +570,6 @@ class Dispatcher:
                 # back, and the delivery claimed as any other.
                 self.release_later([item.delivery_id for item in items])
             else:
-                self.stats.from_ingest += len(items)
                 runner.take(items)
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:

@@ -113,3 +113,42 @@ def test_one_report_requests_sent_at_once_are_each_answered_for_their_own_report
     states = collections.Counter(r["state"] for r in reports)
     assert states == {"delivered": n // 2, "held": n // 2}
     assert _arrivals(rcv) == collections.Counter(known)
+
+
+def test_work_leased_by_the_apis_ingest_is_pushed_once_beside_other_workers(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], pg_url: str
+) -> None:
+    """`serve` with its dispatcher beside two workers: new work for an idle endpoint is
+    leased by the API's ingest (no claim, no notification for it), the rest is claimed
+    by whichever process is first; each report arrives once."""
+    api_proc = spawn("serve", "--port", "0", "--store", pg_url, env=FAST_LEASE)
+    rcv = spawn("receiver", "--protocol", "innopaas", "--port", "0", "--quiet")
+    for _ in range(2):
+        spawn("worker", "--store", pg_url, env=FAST_LEASE)
+    api = api_factory(api_proc.url)
+    api.post("/v1/accounts", {"id": "acme"}, 201)
+    ep = api.post(
+        "/v1/accounts/acme/endpoints", {"url": rcv.url + "/dlr", "protocol": "innopaas"}, 201
+    )
+    n = 200
+    api.post(
+        "/v1/messages",
+        [{"msgid": f"m{i}", "account": "acme", "phone": "13912345678"} for i in range(n)],
+        202,
+    )
+    deadline = time.monotonic() + 10
+    while str(ep["id"]) not in api.get("/v1/stats")["dispatcher"]["endpoints"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+    def one(i: int) -> None:
+        api.post("/v1/reports", [{"msgid": f"m{i}", "status": "DELIVRD"}], 202)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+    api.wait_settled(n, timeout=60)
+    arrivals = _arrivals(rcv)
+    assert set(arrivals) == {f"m{i}" for i in range(n)}
+    assert max(arrivals.values()) == 1
+    assert api.get("/v1/stats")["dispatcher"]["from_ingest"] > 0

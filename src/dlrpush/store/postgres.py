@@ -815,8 +815,8 @@ class PostgresStore:
     ) -> IngestResult:
         if not reports:
             return IngestResult(accepted=0)
-        # The offer is read now: the dispatcher changes it as it works.
-        request = (reports, now_ms, hold_ms, dict(offer) if offer else None)
+        # The offer is the dispatcher's own, read when the call is made (the freshest).
+        request = (reports, now_ms, hold_ms, offer)
         if len(reports) >= COALESCE_BELOW:
             return (await self._add_report_requests([request]))[0]
         return await self._ingest.submit(request)
@@ -828,8 +828,10 @@ class PostgresStore:
         reports = [r for batch, _, _, _ in requests for r in batch]
         now_ms = max(now for _, now, _, _ in requests)
         hold_until = max(now + hold for _, now, hold, _ in requests)
-        # The latest offer stands for all: it is the dispatcher's most recent word.
-        offer = next((o for _, _, _, o in reversed(requests) if o), None) or {}
+        # Every request of one process passes the same offer (its dispatcher's); it is
+        # read as the call is made, and the server looks up only the endpoints that got
+        # work. It names every idle endpoint of the process, so this is O(endpoints).
+        offer = next((o for _, _, _, o in requests if o is not None), None) or {}
         takers = [(ep, limit, lease) for ep, (limit, lease) in offer.items() if limit > 0]
         params = {
             "now": now_ms,

@@ -144,24 +144,45 @@ LEFT JOIN messages m ON m.msgid = (j.value ->> 0)
 ORDER BY j.key
 """
 
-# How many of an ingest's reports matched, which endpoints got deliveries left to
-# claim, and the push items of those leased at once, each led by its endpoint id
+# How many of an ingest's reports matched, and how many deliveries each endpoint got
 # (:made is the first new delivery id, NULL when none was made).
-_INGEST_SUMMARY_SQL = f"""
+_INGEST_SUMMARY_SQL = """
 SELECT (SELECT COUNT(*) FROM reports
         WHERE id BETWEEN :first AND :last AND state = 'pending'),
-       (SELECT json_group_array(DISTINCT endpoint_id) FROM deliveries
-        WHERE id >= :made AND lease_until_ms = 0),
-       (SELECT json_group_array(json_array(endpoint_id, {_PUSH_ITEM_COLS})) FROM (
-            SELECT d.endpoint_id, d.id, d.report_id, r.msgid, m.phone, m.segments, r.status,
-                   r.description, r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms,
-                   m.unit_price, m.currency, m.access_number, m.country_number,
-                   m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
-            FROM deliveries d
-            JOIN reports r ON r.id = d.report_id
-            JOIN messages m ON m.msgid = r.msgid
-            WHERE d.id >= :made AND d.lease_until_ms > 0
-            ORDER BY d.id LIMIT -1))
+       (SELECT json_group_array(json_array(endpoint_id, n)) FROM (
+            SELECT endpoint_id, COUNT(*) AS n FROM deliveries WHERE id >= :made
+            GROUP BY endpoint_id))
+"""
+
+# Lease an ingest's new deliveries to the dispatcher beside it: all those of each
+# endpoint of :takers, [endpoint id, lease ms] ...
+_LEASE_ALL_NEW_SQL = """
+UPDATE deliveries SET lease_until_ms = :now + (t.value ->> 1)
+FROM json_each(:takers) AS t
+WHERE deliveries.id BETWEEN :made AND :last_made AND deliveries.endpoint_id = (t.value ->> 0)
+"""
+# ... or, when some endpoint got more than it takes, for each of :takers, [endpoint id,
+# limit, lease ms], its first ones in report order up to its limit.
+_LEASE_NEW_SQL = """
+UPDATE deliveries SET lease_until_ms = :now + p.lease
+FROM (SELECT d.id, t.value ->> 1 AS lim, t.value ->> 2 AS lease,
+             ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.id) AS n
+      FROM deliveries d JOIN json_each(:takers) AS t ON d.endpoint_id = (t.value ->> 0)
+      WHERE d.id BETWEEN :made AND :last_made) AS p
+WHERE deliveries.id = p.id AND p.n <= p.lim
+"""
+
+# The push items of an ingest's leased deliveries, each led by its endpoint id.
+_LEASED_ITEMS_SQL = """
+SELECT d.endpoint_id, d.id, d.report_id, r.msgid, m.phone, m.segments, r.status,
+       r.description, r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms,
+       m.unit_price, m.currency, m.access_number, m.country_number, m.region_code,
+       m.mno_name, m.mcc, m.mnc, d.tries
+FROM deliveries d
+JOIN reports r ON r.id = d.report_id
+JOIN messages m ON m.msgid = r.msgid
+WHERE d.id BETWEEN ? AND ? AND d.lease_until_ms > 0
+ORDER BY d.id LIMIT -1
 """
 
 _INSERT_MESSAGES_SQL = """
@@ -182,27 +203,6 @@ INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
 SELECT r.id, e.id, 'pending', 0, :now, 0, :now
 FROM reports r
 JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
-"""
-
-# The fan-out of an ingest with an offer: the deliveries of each offered endpoint,
-# [endpoint id, limit, lease ms] in :offer, are leased as they are made, the first
-# ones in report order up to its limit. The offer is read into a table once (an
-# offer names every idle endpoint; json_each would parse it again for each row). The
-# statement starts with INSERT: Python's sqlite3 counts the rows of those only.
-_FAN_OUT_OFFERED_SQL = """
-INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
-                        lease_until_ms, updated_ms)
-WITH o(ep, lim, lease) AS MATERIALIZED (
-    SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:offer)
-)
-SELECT r.id, e.id, 'pending', 0, :now,
-       IIF(ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY r.id) <= o.lim, :now + o.lease, 0),
-       :now
-FROM reports r
-JOIN endpoints e ON e.account_id = r.account_id AND e.deleted_ms IS NULL AND e.enabled = 1
-LEFT JOIN o ON o.ep = e.id
-WHERE r.id BETWEEN :first AND :last AND r.state = 'pending'
-ORDER BY r.id, e.id
 """
 
 # One row per delivery: [delivery id, state, tries, next attempt, push id]. A delivery
@@ -795,8 +795,6 @@ class SqliteStore:
         hold_ms: int,
         offer: Offer | None = None,
     ) -> IngestResult:
-        takers = [[ep, limit, lease] for ep, (limit, lease) in (offer or {}).items() if limit > 0]
-        offered = _json_array(takers) if takers else None
         rows = orjson.dumps(
             [
                 (r.msgid, r.status, r.error_code, r.description, r.receipt, r.report_time_ms)
@@ -805,8 +803,9 @@ class SqliteStore:
         ).decode()
 
         def _do(c: sqlite3.Connection) -> IngestResult:
-            # Five statements in all: each is a hand-off of the GIL that, beside a busy
-            # event loop, can wait a whole switch interval (docs/benchmarks.md).
+            # Three statements, five when new work is leased: each is a hand-off of the
+            # GIL that, beside a busy event loop, can wait a whole switch interval
+            # (docs/benchmarks.md).
             ids = self._inserted_ids(
                 c.execute(
                     _INSERT_REPORTS_SQL,
@@ -814,23 +813,40 @@ class SqliteStore:
                 )
             )
             span = {"now": now_ms, "first": ids.start, "last": ids.stop - 1}
-            if offered is None:
-                made = self._make_deliveries(
-                    c, "r.id BETWEEN :first AND :last AND r.state = 'pending'", span
-                )
-            else:
-                made = self._inserted_ids(
-                    c.execute(_FAN_OUT_OFFERED_SQL, {**span, "offer": offered})
-                )
-            matched, endpoints, items = c.execute(
+            made = self._make_deliveries(
+                c, "r.id BETWEEN :first AND :last AND r.state = 'pending'", span
+            )
+            matched, counts = c.execute(
                 _INGEST_SUMMARY_SQL, {**span, "made": made.start if made else None}
             ).fetchone()
+            wake: set[int] = set()
+            takers: list[tuple[int, int, int]] = []
+            for ep, n in orjson.loads(counts or "[]"):
+                # The offer is the dispatcher's own, read now, on this thread, for the
+                # endpoints this ingest gave work only: an offer names every idle
+                # endpoint, and a copy of it per ingest would cost as much as the
+                # ingest of a report. Its values are tuples, replaced, never changed.
+                limit, lease = offer.get(ep, (0, 0)) if offer is not None else (0, 0)
+                if limit > 0:
+                    takers.append((ep, limit, lease))
+                if n > limit:
+                    wake.add(ep)
             leased: dict[int, list[PushItem]] = {}
-            for row in orjson.loads(items):
-                leased.setdefault(row[0], []).append(push_item_from_row(row[1:]))
+            if takers:
+                span = {"now": now_ms, "made": made.start, "last_made": made.stop - 1}
+                if wake.isdisjoint(ep for ep, _, _ in takers):  # each takes all it got
+                    c.execute(
+                        _LEASE_ALL_NEW_SQL,
+                        {**span, "takers": _json_array((ep, lease) for ep, _, lease in takers)},
+                    )
+                else:
+                    c.execute(_LEASE_NEW_SQL, {**span, "takers": _json_array(takers)})
+                columns = "endpoint_id, " + _PUSH_ITEM_COLS
+                for row in self._fetch(columns, _LEASED_ITEMS_SQL, (made.start, made.stop - 1)):
+                    leased.setdefault(row[0], []).append(push_item_from_row(row[1:]))
             return IngestResult(
                 accepted=len(reports),
-                endpoints=frozenset(orjson.loads(endpoints)),
+                endpoints=frozenset(wake),
                 matched=matched,
                 leased=leased,
             )
