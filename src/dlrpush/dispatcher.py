@@ -95,6 +95,7 @@ class _Settler:
         self._writing: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None
         self._closing = False
+        self._hurry = asyncio.Event()
 
     def start(self) -> None:
         self._slots = asyncio.Semaphore(max(1, self._store.settle_concurrency))
@@ -108,12 +109,23 @@ class _Settler:
         self._event.set()
         return done
 
+    def hurry(self) -> None:
+        """A runner can push no more until outcomes are recorded: write them now,
+        unless a write is under way (what comes meanwhile then goes together)."""
+        if not self._writing:
+            self._hurry.set()
+
     async def _run(self) -> None:
         assert self._slots is not None
         while True:
             await self._event.wait()
-            # Let outcomes of pushes finishing together share one transaction.
-            await asyncio.sleep(SETTLE_LINGER_S)
+            # Let outcomes of pushes finishing together share one transaction, unless
+            # a runner is held back until they are recorded.
+            if not self._hurry.is_set():
+                timer = asyncio.get_running_loop().call_later(SETTLE_LINGER_S, self._hurry.set)
+                await self._hurry.wait()
+                timer.cancel()
+            self._hurry.clear()
             self._event.clear()
             while self._pending:
                 await self._slots.acquire()
@@ -404,6 +416,13 @@ class _Runner:
             self.inflight -= 1
             self.unsettled += 1
             self.d.global_free += 1
+            if self.per_request == 1 and self.unsettled >= self.ep.max_in_flight:
+                # Held back by its unrecorded outcomes (see _free), a runner of
+                # one-report requests would idle through the settler's linger: its
+                # round of pushes is over in about a millisecond, sooner than the
+                # linger. A batching runner's outcomes carry a hundred reports each and
+                # fill a settle anyway; cutting its linger short measured slower.
+                self.d.settler.hurry()
             # The next push starts from the queue at once (claiming, and a short
             # request, are for _fill), unless other customers wait for the process's
             # slots: then the one freed here goes to them first.

@@ -406,3 +406,36 @@ async def test_work_handed_to_a_runner_that_is_gone_is_given_back(store: SqliteS
     d.hand(result.leased)
     assert pushed == [[1]]
     assert d._to_release == [2]
+
+
+async def test_a_runner_held_back_by_unrecorded_outcomes_has_them_written_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The settler lingers so outcomes finishing together share a write; a runner of
+    one-report requests that may push no more until its outcomes are recorded cuts the
+    linger short instead of idling through it."""
+    import dlrpush.dispatcher as dispatcher_module
+    from dlrpush.dispatcher import _Settler
+    from dlrpush.models import AttemptRecord, PushOutcome
+
+    monkeypatch.setattr(dispatcher_module, "SETTLE_LINGER_S", 30.0)
+    written: list[int] = []
+
+    class Store:
+        settle_concurrency = 1
+
+        async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
+            written.append(len(outcomes))
+
+    settler = _Settler(Store(), lambda: T0)  # type: ignore[arg-type]
+    settler.start()
+    attempt = AttemptRecord(1, T0, 1.0, 200, AttemptOutcome.DELIVERED, "")
+    first = settler.add(PushOutcome(attempt, ()))
+    second = settler.add(PushOutcome(attempt, ()))
+    await asyncio.sleep(0.05)
+    assert written == [] and not first.done()  # lingering for more
+    settler.hurry()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert written == [2]  # both in one write
+    settler.hurry()  # closing lingers too
+    await asyncio.wait_for(settler.close(), 5)
