@@ -225,24 +225,26 @@ class _Runner:
         nothing is left to claim, the queue has room and the customer answers briskly:
         handed over then, new work keeps the order a claim would give it, and is not
         queued behind a customer that takes seconds per answer."""
-        cap = self.ep.max_in_flight * self.per_request + CLAIM_AHEAD_MIN
+        room = self.ep.max_in_flight * self.per_request + CLAIM_AHEAD_MIN - len(self.ready)
         if (
             self.drained_at == self.news
             and not (self.stopped or self.slow)
-            and len(self.ready) < cap
+            and room > 0
             and not (self.due and self.due[0] <= self.d.now_ms() + DUE_SLACK_MS)
         ):
-            self.d.offers[self.ep.id] = (cap, self.d.lease_ms(self.ep))
+            self.d.offers[self.ep.id] = (room, self.d.lease_ms(self.ep))
         else:
             self.d.offers.pop(self.ep.id, None)
 
-    def take(self, items: Sequence[PushItem]) -> None:
-        """Queue deliveries an ingest leased to this process for this endpoint, and
-        push them (they join the queue behind what was claimed)."""
+    def take(self, items: Sequence[PushItem], leased_ms: int) -> None:
+        """Queue deliveries an ingest leased to this process for this endpoint at
+        ``leased_ms``, and push them (they join the queue behind what was claimed)."""
         if self.stopped or self.d.stopping:
             self.d.release_later([item.delivery_id for item in items])
             return
-        send_by = self.d.now_ms() + int(self.ep.timeout_s * 1000)
+        # Counted from the lease's start, as for a claim: time spent waiting for the
+        # store or the ingest's answer comes out of the wait, not the lease's margin.
+        send_by = leased_ms + int(self.ep.timeout_s * 1000)
         self.ready.extend((send_by, item) for item in items)
         self.d.stats.from_ingest += len(items)
         self._review_offer()
@@ -283,6 +285,7 @@ class _Runner:
             stale.append(self.ready.popleft()[1].delivery_id)
         if stale:
             self.d.release_later(stale)
+            self._news()  # they are due again once released: no new work ahead of them
 
     async def _run(self) -> None:
         while not (self.stopped or self.d.stopping):
@@ -333,7 +336,7 @@ class _Runner:
             self.d.global_free -= 1
             self.d.spawn(self._send(chunk))
             sent = True
-        if sent and self.ep.id not in self.d.offers:
+        if sent:
             self._review_offer()
 
     async def _fill(self) -> None:
@@ -411,6 +414,7 @@ class _Runner:
         finally:
             if not recorded:
                 self.d.release_later([i.delivery_id for i in items])
+                self._news()
             # The customer's slot is free as soon as its answer is in; the outcome
             # still counts against the endpoint until it is committed (see _fill).
             self.inflight -= 1
@@ -580,8 +584,9 @@ class Dispatcher:
             self.announced = False
             log.exception("listening for new work stopped; falling back to polling")
 
-    def hand(self, leased: Mapping[int, Sequence[PushItem]]) -> None:
-        """Take the deliveries an ingest leased to this process (see ``offers``)."""
+    def hand(self, leased: Mapping[int, Sequence[PushItem]], leased_ms: int) -> None:
+        """Take the deliveries an ingest leased to this process at ``leased_ms`` (the
+        ``now_ms`` it was given; see ``offers``)."""
         for ep_id, items in leased.items():
             runner = self.runners.get(ep_id)
             if runner is None:
@@ -589,7 +594,7 @@ class Dispatcher:
                 # back, and the delivery claimed as any other.
                 self.release_later([item.delivery_id for item in items])
             else:
-                runner.take(items)
+                runner.take(items, leased_ms)
 
     def wake(self, endpoint_ids: Iterable[int]) -> None:
         for ep_id in endpoint_ids:

@@ -177,6 +177,9 @@ async def test_ingest_leases_new_work_to_an_offer_in_report_order(store: Store) 
     handed = result.leased[ep0.id]
     assert [i.msgid for i in handed] == ["m0", "m1", "m2"]
     assert result.endpoints == {ep0.id, ep1.id}
+    # The store takes from the offer what it used: ep0 has work left to claim, which
+    # must go before anything newer, so it leaves the offer until it claimed.
+    assert offer == {other.id: (10, LEASE)}
     # Leased: no claim gets them while the lease lasts; the others are claimable.
     assert [i.msgid for i in await store.claim(ep0.id, 10, T0, LEASE)] == ["m3", "m4"]
     assert len(await store.claim(ep1.id, 10, T0, LEASE)) == 5
@@ -191,15 +194,38 @@ async def test_ingest_leases_new_work_to_an_offer_in_report_order(store: Store) 
     states = {d.endpoint_id: d.state for d in view.deliveries}
     assert states == {ep0.id: DeliveryState.DELIVERED, ep1.id: DeliveryState.PENDING}
     # Room for all: nothing is left to claim, and no endpoint needs waking.
-    result = await store.add_reports(
-        [_rep("m5")], T0 + 2, HOLD, {ep0.id: (10, LEASE), ep1.id: (10, LEASE)}
-    )
+    offer = {ep0.id: (10, LEASE), ep1.id: (1, LEASE)}
+    result = await store.add_reports([_rep("m5")], T0 + 2, HOLD, offer)
     assert result.endpoints == frozenset()
+    assert offer == {ep0.id: (9, LEASE)}  # ep1 has no room left
     assert {ep: [i.msgid for i in items] for ep, items in result.leased.items()} == {
         ep0.id: ["m5"],
         ep1.id: ["m5"],
     }
     assert await store.claim(ep0.id, 10, T0 + 3, LEASE) == []
+
+
+async def test_concurrent_ingests_each_get_the_leased_work_of_their_own_reports(
+    store: Store,
+) -> None:
+    """Requests merged into one store call (PostgreSQL) each get the leased work of their
+    own reports, so a caller that goes away strands only its own; and the offer they
+    share is used up across them, never leasing past its limit."""
+    (ep,) = await _setup(store)
+    known = [f"k{i}" for i in range(30)]
+    await store.add_messages([_msg(m) for m in known], T0)
+    offer = {ep.id: (20, LEASE)}  # one dispatcher's offer, shared by its requests
+    results = await asyncio.gather(*(store.add_reports([_rep(m)], T0, HOLD, offer) for m in known))
+    leased_msgids = []
+    for m, res in zip(known, results, strict=True):
+        mine = [i.msgid for items in res.leased.values() for i in items]
+        assert mine in ([], [m])
+        leased_msgids += mine
+    assert len(leased_msgids) == 20  # the limit held across the requests
+    assert ep.id not in offer  # work was left to claim: a claim goes first now
+    # What was not leased is claimable, and nothing is claimable twice.
+    claimed = [i.msgid for i in await store.claim(ep.id, 100, T0, LEASE)]
+    assert sorted(claimed + leased_msgids) == sorted(known)
 
 
 async def test_claim_returns_everything_a_protocol_needs(store: Store) -> None:

@@ -355,11 +355,11 @@ async def test_an_idle_runner_takes_new_work_from_the_ingest_without_a_claim(
     assert d.offers == {}  # nothing known yet: the runner has to look first
     await runner._fill()
     assert pushed == [[1]] and claims == [1]
-    cap, lease_ms = d.offers[runner.ep.id]
-    assert cap >= runner.ep.max_in_flight and lease_ms == d.lease_ms(runner.ep)
+    room, lease_ms = d.offers[runner.ep.id]
+    assert room >= runner.ep.max_in_flight and lease_ms == d.lease_ms(runner.ep)
 
     result = await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000, d.offers)
-    d.hand(result.leased)
+    d.hand(result.leased, T0)
     assert result.endpoints == frozenset()  # nothing left to wake anyone for
     assert pushed == [[1], [2]] and claims == [1]
     assert _leases(str(tmp_path / "q.db"))[2] == T0 + lease_ms
@@ -403,7 +403,7 @@ async def test_work_handed_to_a_runner_that_is_gone_is_given_back(store: SqliteS
     runner.stop()  # the endpoint was changed or deleted meanwhile
     del d.runners[runner.ep.id]
     result = await store.add_reports([IncomingReport("m1", "DELIVRD", T0)], T0, 60_000, offer)
-    d.hand(result.leased)
+    d.hand(result.leased, T0)
     assert pushed == [[1]]
     assert d._to_release == [2]
 

@@ -576,7 +576,7 @@ def create_app(
         else:
             # New work for an idle endpoint comes back leased and is pushed at once.
             result = await store.add_reports(reports, received, settings.hold_ms, dispatcher.offers)
-            dispatcher.hand(result.leased)
+            dispatcher.hand(result.leased, received)
         wake(result.endpoints)
         return json_response(
             {

@@ -9,7 +9,7 @@ in ``tests/contract`` holds them to the same behaviour.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,8 +27,27 @@ from dlrpush.models import (
 )
 
 # An in-process dispatcher's standing offer to push new work at once, without a claim:
-# endpoint id -> (the most new deliveries it takes, the lease's length in ms).
-Offer = Mapping[int, tuple[int, int]]
+# endpoint id -> (the most new deliveries it takes, the lease's length in ms). The store
+# takes from it as it leases (see use_offer), so an ingest right behind another does not
+# lease past the limit, or ahead of work the one before left to claim.
+Offer = MutableMapping[int, tuple[int, int]]
+
+
+def use_offer(offer: Offer, leased: Mapping[int, int], left: Collection[int]) -> None:
+    """Take from ``offer`` what an ingest used: ``leased`` endpoint -> deliveries leased
+    to it, ``left`` the endpoints with new work left to claim. An endpoint with work left
+    leaves the offer (a claim must go first, to keep the order); one that took work
+    stays with what it has room for."""
+    for ep in left:
+        offer.pop(ep, None)
+    for ep, n in leased.items():
+        if ep in left:
+            continue
+        limit, lease = offer.get(ep, (0, 0))
+        if limit > n:
+            offer[ep] = (limit - n, lease)
+        else:
+            offer.pop(ep, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from dlrpush.store.base import (
     ReplayResult,
     ReportFilter,
     ReportView,
+    use_offer,
 )
 from dlrpush.store.coalesce import Coalescer
 from dlrpush.store.migrations import load_fresh_schema, load_migrations
@@ -853,29 +854,44 @@ class PostgresStore:
         unmatched = {int(i) for i in row[0]}
         endpoints = frozenset(int(e) for e in row[1])
         ids = [int(i) for i in row[2]]
-        leased: dict[int, list[PushItem]] = {}
-        for item in orjson.loads(row[3]):
-            leased.setdefault(item[0], []).append(push_item_from_row(item[1:]))
+        # Each request gets the leased work of its own reports: a caller that went away
+        # strands only its own (until the lease ends), as with one call per request.
+        items = orjson.loads(row[3])
+        owner: dict[int, int] = {}
+        if items and len(requests) > 1:
+            start = 0
+            for k, (batch, _, _, _) in enumerate(requests):
+                for report_id in ids[start : start + len(batch)]:
+                    owner[report_id] = k
+                start += len(batch)
+        leased: list[dict[int, list[PushItem]]] = [{} for _ in requests]
+        taken: dict[int, int] = {}
+        for item in items:
+            pushed = push_item_from_row(item[1:])
+            leased[owner.get(pushed.report_id, 0)].setdefault(item[0], []).append(pushed)
+            taken[item[0]] = taken.get(item[0], 0) + 1
+        if offer:
+            use_offer(offer, taken, endpoints)
         if unmatched:
             found, more_eps = await self._second_look(sorted(unmatched), now_ms)
             unmatched -= found
             endpoints |= more_eps
         out: list[IngestResult] = []
         start = 0
-        for batch, _, _, _ in requests:
+        for k, (batch, _, _, _) in enumerate(requests):
             own = ids[start : start + len(batch)]
             start += len(batch)
             matched = sum(1 for i in own if i not in unmatched)
             out.append(
                 IngestResult(
-                    accepted=len(batch), endpoints=endpoints, matched=matched, leased=leased
+                    accepted=len(batch), endpoints=endpoints, matched=matched, leased=leased[k]
                 )
             )
-            # The call's endpoints and leased work go to its first request only: each
-            # request wakes the dispatcher for what it is told, and a thousand requests
-            # each naming hundreds of endpoints would be that many wake-ups for the same
-            # work. The NOTIFY reaches every dispatcher anyway.
-            endpoints, leased = frozenset(), {}
+            # The call's endpoints go to its first request only: each request wakes the
+            # dispatcher for what it is told, and a thousand requests each naming
+            # hundreds of endpoints would be that many wake-ups for the same work. The
+            # NOTIFY reaches every dispatcher anyway.
+            endpoints = frozenset()
         return out
 
     async def _second_look(self, held: list[int], now_ms: int) -> tuple[set[int], frozenset[int]]:

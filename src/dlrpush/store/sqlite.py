@@ -55,6 +55,7 @@ from dlrpush.store.base import (
     ReplayResult,
     ReportFilter,
     ReportView,
+    use_offer,
 )
 from dlrpush.store.migrations import load_fresh_schema, load_migrations
 from dlrpush.store.rows import (
@@ -821,16 +822,20 @@ class SqliteStore:
             ).fetchone()
             wake: set[int] = set()
             takers: list[tuple[int, int, int]] = []
+            taken: dict[int, int] = {}
             for ep, n in orjson.loads(counts or "[]"):
-                # The offer is the dispatcher's own, read now, on this thread, for the
-                # endpoints this ingest gave work only: an offer names every idle
-                # endpoint, and a copy of it per ingest would cost as much as the
-                # ingest of a report. Its values are tuples, replaced, never changed.
+                # The offer is the dispatcher's own, read (and used) now, on this
+                # thread, for the endpoints this ingest gave work only: an offer names
+                # every idle endpoint, and a copy of it per ingest would cost as much as
+                # the ingest of a report. Its values are tuples, replaced, never changed.
                 limit, lease = offer.get(ep, (0, 0)) if offer is not None else (0, 0)
                 if limit > 0:
                     takers.append((ep, limit, lease))
+                    taken[ep] = min(n, limit)
                 if n > limit:
                     wake.add(ep)
+            if offer is not None:
+                use_offer(offer, taken, wake)
             leased: dict[int, list[PushItem]] = {}
             if takers:
                 span = {"now": now_ms, "made": made.start, "last_made": made.stop - 1}
