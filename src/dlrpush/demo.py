@@ -562,8 +562,13 @@ class _Demo:
             by_request.setdefault(int(item["request"]), []).append(item["report"])
         if not by_request:
             return None
-        biggest = max(by_request.values(), key=len)
-        # One delivered and one failed report show both spellings of the result.
+        # One delivered and one failed report show both spellings of the result: the
+        # biggest request with a delivered one (pushed as they come, requests may be
+        # small, and a small one may hold failures only).
+        biggest = max(
+            by_request.values(),
+            key=lambda rs: (any(r.get("ReceiptCode") == "Delivrd" for r in rs), len(rs)),
+        )
         shown = [r for r in biggest if r.get("ReceiptCode") == "Delivrd"][:1]
         shown += [r for r in biggest if r.get("ReceiptCode") != "Delivrd"][:1]
         return shown or biggest[:1], len(biggest)
