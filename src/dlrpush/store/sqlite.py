@@ -155,15 +155,8 @@ SELECT (SELECT COUNT(*) FROM reports
             GROUP BY endpoint_id))
 """
 
-# Lease an ingest's new deliveries to the dispatcher beside it: all those of each
-# endpoint of :takers, [endpoint id, lease ms] ...
-_LEASE_ALL_NEW_SQL = """
-UPDATE deliveries SET lease_until_ms = :now + (t.value ->> 1)
-FROM json_each(:takers) AS t
-WHERE deliveries.id BETWEEN :made AND :last_made AND deliveries.endpoint_id = (t.value ->> 0)
-"""
-# ... or, when some endpoint got more than it takes, for each of :takers, [endpoint id,
-# limit, lease ms], its first ones in report order up to its limit.
+# Lease an ingest's new deliveries to the dispatcher beside it: for each endpoint of
+# :takers, [endpoint id, limit, lease ms], its first ones in report order up to its limit.
 _LEASE_NEW_SQL = """
 UPDATE deliveries SET lease_until_ms = :now + p.lease
 FROM (SELECT d.id, t.value ->> 1 AS lim, t.value ->> 2 AS lease,
@@ -838,14 +831,15 @@ class SqliteStore:
                 use_offer(offer, taken, wake)
             leased: dict[int, list[PushItem]] = {}
             if takers:
-                span = {"now": now_ms, "made": made.start, "last_made": made.stop - 1}
-                if wake.isdisjoint(ep for ep, _, _ in takers):  # each takes all it got
-                    c.execute(
-                        _LEASE_ALL_NEW_SQL,
-                        {**span, "takers": _json_array((ep, lease) for ep, _, lease in takers)},
-                    )
-                else:
-                    c.execute(_LEASE_NEW_SQL, {**span, "takers": _json_array(takers)})
+                c.execute(
+                    _LEASE_NEW_SQL,
+                    {
+                        "now": now_ms,
+                        "made": made.start,
+                        "last_made": made.stop - 1,
+                        "takers": _json_array(takers),
+                    },
+                )
                 columns = "endpoint_id, " + _PUSH_ITEM_COLS
                 for row in self._fetch(columns, _LEASED_ITEMS_SQL, (made.start, made.stop - 1)):
                     leased.setdefault(row[0], []).append(push_item_from_row(row[1:]))

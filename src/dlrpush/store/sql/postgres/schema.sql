@@ -182,101 +182,82 @@ BEGIN
 END
 $$;
 
--- Ingest in one round trip (see 0006), planned once per session (see 0008).
--- One pending delivery per enabled, live endpoint of each (report, account), and a
--- notification naming the endpoints that got work (inside the caller's transaction:
--- listeners hear it only if the work commits). The endpoints are share-locked in id
--- order, so a concurrent endpoint delete either commits first, and its endpoint is
--- skipped, or waits for this transaction and then fails the deliveries created here.
+-- Ingest in one round trip (see 0006), planned once per session (see 0008), leasing
+-- new work to the ingesting process's idle endpoints (see 0010).
+-- One pending delivery per enabled, live endpoint of each (report, account), the first
+-- ones of each offered endpoint leased (up to its limit, in report order), and a
+-- notification naming the endpoints left with work to claim (inside the caller's
+-- transaction: listeners hear it only if the work commits). The endpoints are
+-- share-locked in id order, so a concurrent endpoint delete either commits first, and
+-- its endpoint is skipped, or waits for this transaction and then fails the deliveries
+-- created here.
+CREATE FUNCTION dlrpush_fan_out_offered(
+    a_reports BIGINT[], a_accounts TEXT[], a_now BIGINT, a_channel TEXT,
+    a_offer_ep BIGINT[], a_offer_limit INTEGER[], a_offer_lease BIGINT[],
+    OUT endpoints BIGINT[], OUT leased BIGINT[]
+) LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_payload TEXT;
+BEGIN
+    WITH eps AS (
+        SELECT e.id, e.account_id, o.lim, o.lease FROM endpoints e
+        LEFT JOIN unnest(a_offer_ep, a_offer_limit, a_offer_lease) AS o(ep, lim, lease)
+               ON o.ep = e.id
+        WHERE e.account_id = ANY(a_accounts) AND e.deleted_ms IS NULL AND e.enabled
+        ORDER BY e.id
+        FOR SHARE OF e
+    ), created AS (
+        INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
+                                lease_until_ms, updated_ms)
+        SELECT r.id, eps.id, 'pending', 0, a_now,
+               CASE WHEN row_number() OVER (PARTITION BY eps.id ORDER BY r.id) <= eps.lim
+                    THEN a_now + eps.lease ELSE 0 END,
+               a_now
+        FROM unnest(a_reports, a_accounts) AS r(id, account_id)
+        JOIN eps ON eps.account_id = r.account_id
+        ORDER BY r.id, eps.id
+        ON CONFLICT (report_id, endpoint_id) DO NOTHING
+        RETURNING id, endpoint_id, lease_until_ms
+    )
+    SELECT COALESCE(array_agg(DISTINCT created.endpoint_id)
+                    FILTER (WHERE created.lease_until_ms = 0), '{}'),
+           COALESCE(array_agg(created.id) FILTER (WHERE created.lease_until_ms > 0), '{}')
+    INTO endpoints, leased FROM created;
+    -- Payloads of at most 300 ids stay under the server's 8,000-byte limit.
+    FOR v_payload IN
+        SELECT string_agg(x.id::text, ',' ORDER BY x.id)
+        FROM (SELECT u.id, (row_number() OVER (ORDER BY u.id) - 1) / 300 AS chunk
+              FROM unnest(endpoints) AS u(id)) AS x
+        GROUP BY x.chunk ORDER BY x.chunk
+    LOOP
+        PERFORM pg_notify(a_channel, v_payload);
+    END LOOP;
+END
+$$;
+
+-- The fan-out with no offer (matching held reports, replay).
 CREATE FUNCTION dlrpush_fan_out(
     a_reports BIGINT[], a_accounts TEXT[], a_now BIGINT, a_channel TEXT
 ) RETURNS BIGINT[] LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-    v_endpoints BIGINT[];
-    v_payload TEXT;
 BEGIN
-    WITH eps AS (
-        SELECT e.id, e.account_id FROM endpoints e
-        WHERE e.account_id = ANY(a_accounts) AND e.deleted_ms IS NULL AND e.enabled
-        ORDER BY e.id
-        FOR SHARE
-    ), created AS (
-        INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
-                                lease_until_ms, updated_ms)
-        SELECT r.id, eps.id, 'pending', 0, a_now, 0, a_now
-        FROM unnest(a_reports, a_accounts) AS r(id, account_id)
-        JOIN eps ON eps.account_id = r.account_id
-        ORDER BY r.id, eps.id
-        ON CONFLICT (report_id, endpoint_id) DO NOTHING
-        RETURNING endpoint_id
-    )
-    SELECT array_agg(DISTINCT created.endpoint_id) INTO v_endpoints FROM created;
-    -- Payloads of at most 300 ids stay under the server's 8,000-byte limit.
-    FOR v_payload IN
-        SELECT string_agg(x.id::text, ',' ORDER BY x.id)
-        FROM (SELECT u.id, (row_number() OVER (ORDER BY u.id) - 1) / 300 AS chunk
-              FROM unnest(v_endpoints) AS u(id)) AS x
-        GROUP BY x.chunk ORDER BY x.chunk
-    LOOP
-        PERFORM pg_notify(a_channel, v_payload);
-    END LOOP;
-    RETURN COALESCE(v_endpoints, '{}');
+    RETURN (SELECT f.endpoints
+            FROM dlrpush_fan_out_offered(a_reports, a_accounts, a_now, a_channel,
+                                         '{}', '{}', '{}') AS f);
 END
 $$;
 
 -- Inserts the reports in input order (ids in that order), each owned by the account of
 -- its submission record when there is one and held otherwise, fans the owned ones out,
 -- and returns how many were owned, the held ids (for the caller's second look), the
--- endpoints that got work, and every new id in input order (so a call carrying several
--- API requests' reports can tell each request its own counts).
-CREATE FUNCTION dlrpush_add_reports(
-    a_msgid TEXT[], a_status TEXT[], a_error_code TEXT[], a_description TEXT[],
-    a_receipt TEXT[], a_report_time BIGINT[], a_now BIGINT, a_hold_until BIGINT,
-    a_channel TEXT, OUT matched INTEGER, OUT held BIGINT[], OUT endpoints BIGINT[],
-    OUT ids BIGINT[]
-) LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    v_ids BIGINT[];
-    v_accounts TEXT[];
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('dlrpush.reports.' || current_schema()));
-    WITH ins AS (
-        INSERT INTO reports (msgid, account_id, status, error_code, description, receipt,
-                             report_time_ms, received_ms, hold_until_ms, state)
-        SELECT t.msgid, m.account_id, t.status, t.error_code, t.description, t.receipt,
-               t.report_time_ms, a_now,
-               CASE WHEN m.msgid IS NULL THEN a_hold_until END,
-               CASE WHEN m.msgid IS NULL THEN 'held' ELSE 'pending' END
-        FROM unnest(a_msgid, a_status, a_error_code, a_description, a_receipt,
-                    a_report_time)
-             WITH ORDINALITY AS t(msgid, status, error_code, description, receipt,
-                                  report_time_ms, ord)
-        LEFT JOIN messages m ON m.msgid = t.msgid
-        ORDER BY t.ord
-        RETURNING id, account_id
-    )
-    SELECT COALESCE(array_agg(ins.id ORDER BY ins.id), '{}'),
-           array_agg(ins.id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NOT NULL),
-           array_agg(ins.account_id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NOT NULL),
-           COALESCE(array_agg(ins.id ORDER BY ins.id) FILTER (WHERE ins.account_id IS NULL),
-                    '{}')
-    INTO ids, v_ids, v_accounts, held FROM ins;
-    matched := COALESCE(cardinality(v_ids), 0);
-    endpoints := '{}';
-    IF matched > 0 THEN
-        endpoints := dlrpush_fan_out(v_ids, v_accounts, a_now, a_channel);
-    END IF;
-END
-$$;
-
--- Ingest that also leases new work to the ingesting process's idle endpoints (its offer)
--- and returns it as push items; see migration 0010.
+-- endpoints left with work to claim, every new id in input order (so a call carrying
+-- several API requests' reports can tell each request its own counts), and the leased
+-- work as push items.
 CREATE FUNCTION dlrpush_ingest(
     a_msgid TEXT[], a_status TEXT[], a_error_code TEXT[], a_description TEXT[],
     a_receipt TEXT[], a_report_time BIGINT[], a_now BIGINT, a_hold_until BIGINT,
@@ -291,7 +272,6 @@ DECLARE
     v_ids BIGINT[];
     v_accounts TEXT[];
     v_leased BIGINT[];
-    v_payload TEXT;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('dlrpush.reports.' || current_schema()));
     WITH ins AS (
@@ -321,41 +301,10 @@ BEGIN
     IF matched = 0 THEN
         RETURN;
     END IF;
-    -- As dlrpush_fan_out, with the offered endpoints' first deliveries leased.
-    WITH eps AS (
-        SELECT e.id, e.account_id, o.lim, o.lease FROM endpoints e
-        LEFT JOIN unnest(a_offer_ep, a_offer_limit, a_offer_lease) AS o(ep, lim, lease)
-               ON o.ep = e.id
-        WHERE e.account_id = ANY(v_accounts) AND e.deleted_ms IS NULL AND e.enabled
-        ORDER BY e.id
-        FOR SHARE OF e
-    ), created AS (
-        INSERT INTO deliveries (report_id, endpoint_id, state, tries, next_attempt_ms,
-                                lease_until_ms, updated_ms)
-        SELECT r.id, eps.id, 'pending', 0, a_now,
-               CASE WHEN row_number() OVER (PARTITION BY eps.id ORDER BY r.id) <= eps.lim
-                    THEN a_now + eps.lease ELSE 0 END,
-               a_now
-        FROM unnest(v_ids, v_accounts) AS r(id, account_id)
-        JOIN eps ON eps.account_id = r.account_id
-        ORDER BY r.id, eps.id
-        ON CONFLICT (report_id, endpoint_id) DO NOTHING
-        RETURNING id, endpoint_id, lease_until_ms
-    )
-    SELECT COALESCE(array_agg(DISTINCT created.endpoint_id)
-                    FILTER (WHERE created.lease_until_ms = 0), '{}'),
-           array_agg(created.id) FILTER (WHERE created.lease_until_ms > 0)
-    INTO endpoints, v_leased FROM created;
-    -- Payloads of at most 300 ids stay under the server's 8,000-byte limit.
-    FOR v_payload IN
-        SELECT string_agg(x.id::text, ',' ORDER BY x.id)
-        FROM (SELECT u.id, (row_number() OVER (ORDER BY u.id) - 1) / 300 AS chunk
-              FROM unnest(endpoints) AS u(id)) AS x
-        GROUP BY x.chunk ORDER BY x.chunk
-    LOOP
-        PERFORM pg_notify(a_channel, v_payload);
-    END LOOP;
-    IF v_leased IS NOT NULL THEN
+    SELECT f.endpoints, f.leased INTO endpoints, v_leased
+    FROM dlrpush_fan_out_offered(v_ids, v_accounts, a_now, a_channel,
+                                 a_offer_ep, a_offer_limit, a_offer_lease) AS f;
+    IF cardinality(v_leased) > 0 THEN
         SELECT json_agg(json_build_array(
                    d.endpoint_id, d.id, d.report_id, r.msgid, m.phone, m.segments, r.status,
                    r.description, r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms,
@@ -367,5 +316,23 @@ BEGIN
         JOIN messages m ON m.msgid = r.msgid
         WHERE d.id = ANY(v_leased);
     END IF;
+END
+$$;
+
+-- The ingest of the previous release's processes (rolling upgrade): no offer.
+CREATE FUNCTION dlrpush_add_reports(
+    a_msgid TEXT[], a_status TEXT[], a_error_code TEXT[], a_description TEXT[],
+    a_receipt TEXT[], a_report_time BIGINT[], a_now BIGINT, a_hold_until BIGINT,
+    a_channel TEXT, OUT matched INTEGER, OUT held BIGINT[], OUT endpoints BIGINT[],
+    OUT ids BIGINT[]
+) LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    SELECT i.matched, i.held, i.endpoints, i.ids INTO matched, held, endpoints, ids
+    FROM dlrpush_ingest(a_msgid, a_status, a_error_code, a_description, a_receipt,
+                        a_report_time, a_now, a_hold_until, a_channel,
+                        '{}', '{}', '{}') AS i;
 END
 $$;
