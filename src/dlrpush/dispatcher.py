@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from dlrpush import retry
 from dlrpush.catalogue import Catalogue
-from dlrpush.errors import DlrpushError, SettledInPart
+from dlrpush.errors import ClaimedInPart, DlrpushError, SettledInPart
 from dlrpush.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -52,6 +52,10 @@ SETTLE_LINGER_S = 0.002
 CLAIM_AHEAD_MIN = 128
 # A push this slow (or timed out) stops a runner claiming ahead until one is faster.
 SLOW_PUSH_MS = 1000.0
+# Answered pushes whose outcome is not committed yet, per request the customer may hold
+# (see _Runner._free): one round for batched requests, three for one-report requests.
+UNSETTLED_ROUNDS_BATCHED = 1
+UNSETTLED_ROUNDS_SINGLE = 3
 FAILURE_LOG_EVERY_MS = 10_000
 
 
@@ -311,13 +315,30 @@ class _Runner:
     def per_request(self) -> int:
         return self.ep.batch_max if self.protocol.batched else 1
 
+    @property
+    def unsettled_max(self) -> int:
+        """How many requests beyond ``max_in_flight`` may be pushed with their outcome
+        not yet committed: a runner pushes while its requests in flight and answered
+        but unrecorded together stay within ``max_in_flight + unsettled_max``. Bounded,
+        so what a killed process can push twice is bounded (docs/guarantees.md) and a
+        store that cannot keep up slows pushing down instead of piling outcomes up in
+        memory.
+
+        A round of pushes must fit while the previous one is being recorded: a settle
+        (the linger, then a store round trip) takes a few milliseconds, about as long
+        as a batched request of a hundred reports, but several times as long as a
+        one-report request. With one round, one-report runners idled waiting for their
+        outcomes to commit (`innopaas` on PostgreSQL: 1,553 against 1,797 reports/s
+        with three, five runs each, docs/benchmarks.md); in reports the bound stays far
+        below a batching endpoint's."""
+        rounds = UNSETTLED_ROUNDS_SINGLE if self.per_request == 1 else UNSETTLED_ROUNDS_BATCHED
+        return rounds * self.ep.max_in_flight
+
     def _free(self) -> int:
-        # At most max_in_flight requests at the customer, and at most as many again
-        # pushed but not yet recorded: what a killed process can push twice is bounded
-        # by twice the cap, and a store that cannot keep up slows pushing down instead
-        # of piling outcomes up in memory.
+        # At most max_in_flight requests at the customer, and at most unsettled_max
+        # in all pushed but not yet recorded.
         cap = self.ep.max_in_flight
-        return min(cap - self.inflight, 2 * cap - self.inflight - self.unsettled)
+        return min(cap - self.inflight, cap + self.unsettled_max - self.inflight - self.unsettled)
 
     def _send_ready(self, *, partial: bool) -> None:
         """Start as many requests from the queue as the slots allow: full ones, and a
@@ -382,13 +403,21 @@ class _Runner:
                 return
             now = self.d.now_ms()
             news = self.news
-            items = await self.d.store.claim(ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep))
+            try:
+                items = await self.d.store.claim(
+                    ep.id, limit, now + DUE_SLACK_MS, self.d.lease_ms(ep)
+                )
+                cut = False
+            except ClaimedInPart as exc:
+                # Pushed like any claim; the rest is claimed once the store answers
+                # again (the next pass fails and _run retries), still ahead of new work.
+                items, cut = exc.items, True
             # Started later than one timeout after the claim, a push could outlast
             # the lease (see lease_ms).
             send_by = now + int(ep.timeout_s * 1000)
             self.ready.extend((send_by, item) for item in items)
             self.d.stats.claimed += len(items)
-            more = len(items) == limit
+            more = cut or len(items) == limit
             self.backlogged = more
             # Short: everything due was taken, as of the news this claim started under.
             self.drained_at = -1 if more else news
@@ -421,11 +450,12 @@ class _Runner:
             self.unsettled += 1
             self.d.global_free += 1
             if self.per_request == 1 and self.unsettled >= self.ep.max_in_flight:
-                # Held back by its unrecorded outcomes (see _free), a runner of
-                # one-report requests would idle through the settler's linger: its
-                # round of pushes is over in about a millisecond, sooner than the
-                # linger. A batching runner's outcomes carry a hundred reports each and
-                # fill a settle anyway; cutting its linger short measured slower.
+                # A whole round of a one-report runner's outcomes waits: write them
+                # now instead of lingering. Its pushes are over in about a millisecond,
+                # sooner than the linger, and the outcomes it may leave unrecorded
+                # (see _free) would run out. A batching runner's outcomes carry a
+                # hundred reports each and fill a settle anyway; cutting its linger
+                # short measured slower.
                 self.d.settler.hurry()
             # The next push starts from the queue at once (claiming, and a short
             # request, are for _fill), unless other customers wait for the process's

@@ -4,6 +4,14 @@ Driver and HTTP errors are translated into these where they enter the code; deli
 outcomes are values (see ``models.Verdict``), never exceptions.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dlrpush.models import PushItem
+
 
 class DlrpushError(Exception):
     """Root of every error dlrpush raises on purpose."""
@@ -32,6 +40,15 @@ class Conflict(DlrpushError):
 
 class StoreUnavailable(DlrpushError):
     """The store cannot be reached or is locked; callers may retry later."""
+
+
+class ClaimedInPart(StoreUnavailable):
+    """A claim leased and committed ``items``, then failed: they are the caller's to
+    push, and more may be due (the claim did not come back short for want of work)."""
+
+    def __init__(self, items: Sequence[PushItem], message: str) -> None:
+        super().__init__(message)
+        self.items = list(items)
 
 
 class SettledInPart(StoreUnavailable):

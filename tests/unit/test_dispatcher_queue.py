@@ -18,6 +18,7 @@ import pytest
 
 from dlrpush.catalogue import DEFAULT_CATALOGUE
 from dlrpush.dispatcher import CLAIM_AHEAD_MIN, DUE_SLACK_MS, Dispatcher, _Runner
+from dlrpush.errors import ClaimedInPart, StoreUnavailable
 from dlrpush.models import (
     Account,
     AttemptOutcome,
@@ -394,6 +395,33 @@ async def test_news_or_a_slow_customer_withdraws_the_offer(store: SqliteStore) -
     assert runner.ep.id not in runner.d.offers
 
 
+async def test_a_claim_cut_short_by_the_store_pushes_its_part_and_is_not_taken_as_drained(
+    store: SqliteStore,
+) -> None:
+    """What a failing claim leased is pushed; the runner knows more may be due, so it
+    does not offer to take new work from the ingest ahead of it."""
+    clock = Clock()
+    runner, pushed = await _runner(store, clock)
+    real_claim = store.claim
+    failures: list[StoreUnavailable] = []  # the store fails from the second call on
+
+    async def cut_short(*args: Any) -> list[PushItem]:
+        if failures:
+            raise failures.pop()
+        part = await real_claim(args[0], 3, *args[2:])
+        failures.append(StoreUnavailable("sqlite: disk I/O error"))
+        raise ClaimedInPart(part, "sqlite: disk I/O error")
+
+    store.claim = cut_short  # type: ignore[method-assign,assignment]
+    with pytest.raises(StoreUnavailable):
+        await runner._fill()
+
+    assert pushed == [[1]] and [item.delivery_id for _, item in runner.ready] == [2, 3]
+    assert runner.drained_at != runner.news
+    runner._review_offer()
+    assert runner.d.offers == {}
+
+
 async def test_work_handed_to_a_runner_that_is_gone_is_given_back(store: SqliteStore) -> None:
     runner, pushed, _claims = await _quiet_runner(store)
     d = runner.d
@@ -439,3 +467,43 @@ async def test_a_runner_held_back_by_unrecorded_outcomes_has_them_written_at_onc
     assert written == [2]  # both in one write
     settler.hurry()  # closing lingers too
     await asyncio.wait_for(settler.close(), 5)
+
+
+async def test_one_report_runners_may_leave_more_outcomes_unrecorded_than_batching_ones(
+    store: SqliteStore,
+) -> None:
+    """A round of one-report pushes is over long before its outcomes are committed, so
+    such a runner keeps pushing with three rounds unrecorded; a batching runner stops
+    at one. Both stop there: that is what a killed process can push twice."""
+    clock = Clock()
+    single, pushed = await _runner(store, clock)  # innopaas, max_in_flight 1
+    assert single.unsettled_max == 3
+    await single._fill()  # claims, pushes one
+    for unrecorded in range(1, 4):
+        single.inflight, single.unsettled = 0, unrecorded
+        single._send_ready(partial=True)
+    assert len(pushed) == 4
+    single.inflight, single.unsettled = 0, 4
+    single._send_ready(partial=True)
+    assert len(pushed) == 4
+
+    ep = await store.create_endpoint(
+        Endpoint(0, "acme", "http://127.0.0.1:9/", "ucloud", batch_max=10, max_in_flight=1)
+    )
+    batching = _Runner(single.d, ep)
+    batching.task.cancel()
+    batches: list[int] = []
+
+    def record(items: Sequence[PushItem]) -> Coroutine[Any, Any, None]:
+        batches.append(len(items))
+        return asyncio.sleep(0)
+
+    batching._send = record  # type: ignore[method-assign]
+    batching.ready.extend((T0 + 60_000, single.ready[0][1]) for _ in range(3))
+    assert batching.unsettled_max == 1
+    batching.inflight, batching.unsettled = 0, 2
+    batching._send_ready(partial=True)
+    assert batches == []
+    batching.unsettled = 1
+    batching._send_ready(partial=True)
+    assert batches == [3]

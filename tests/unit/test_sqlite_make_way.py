@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dlrpush.dispatcher import _Settler
-from dlrpush.errors import SettledInPart, StoreUnavailable
+from dlrpush.errors import ClaimedInPart, SettledInPart, StoreUnavailable
 from dlrpush.models import (
     Account,
     AttemptOutcome,
@@ -182,6 +182,34 @@ async def test_a_settle_failing_after_making_way_says_how_much_it_recorded(
     recorded = _count(tmp_path / "w.db", "SELECT COUNT(*) FROM pushes")
     assert 0 < failed.value.recorded == recorded < N // 100
     assert isinstance(failed.value, StoreUnavailable)  # callers that only retry still do
+
+
+async def test_a_claim_failing_after_making_way_hands_over_what_it_leased(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leased and committed, the first part must be pushed, and the caller must know
+    the claim was cut short (more may be due), not that nothing more is due."""
+    fetch = store._fetch
+
+    def failing_after_a_cut(*args: Any) -> Any:
+        if calls.order.count("claim") > 1:  # the continuation, after the other call
+            raise sqlite3.OperationalError("disk I/O error")
+        return fetch(*args)
+
+    monkeypatch.setattr(store, "_fetch", failing_after_a_cut)
+    calls = _Calls(store)
+    claim = await _started(store.claim(1, N, T0 + 1, 60_000))
+    ping = await _started(store.ping())
+    calls.release()
+    with pytest.raises(ClaimedInPart) as failed:
+        await claim
+    await ping
+
+    got = [i.delivery_id for i in failed.value.items]
+    assert got == list(range(1, len(got) + 1)) and 0 < len(got) < N
+    leased = _count(tmp_path / "w.db", "SELECT COUNT(*) FROM deliveries WHERE lease_until_ms > 0")
+    assert leased == len(got)
+    assert isinstance(failed.value, StoreUnavailable)
 
 
 async def test_the_settler_retries_only_what_was_not_recorded() -> None:

@@ -213,7 +213,9 @@ class Store(Protocol):
     async def claim(
         self, endpoint_id: int, limit: int, now_ms: int, lease_ms: int
     ) -> list[PushItem]:
-        """Lease up to ``limit`` due deliveries of one endpoint, oldest due first."""
+        """Lease up to ``limit`` due deliveries of one endpoint, oldest due first. A
+        backend that leases them in several transactions raises ``ClaimedInPart``
+        with what it leased when it fails after the first."""
 
     async def settle(self, outcomes: Sequence[PushOutcome], now_ms: int) -> None:
         """Record outcomes in order. A backend that records them in several

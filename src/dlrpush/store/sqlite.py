@@ -32,7 +32,14 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from dlrpush.errors import ConfigError, Conflict, NotFound, SettledInPart, StoreUnavailable
+from dlrpush.errors import (
+    ClaimedInPart,
+    ConfigError,
+    Conflict,
+    NotFound,
+    SettledInPart,
+    StoreUnavailable,
+)
 from dlrpush.models import (
     Account,
     ApiKey,
@@ -882,9 +889,11 @@ class SqliteStore:
                 got, cut = await self._bookkeeping(
                     partial(_do, want=limit - len(items)), priority=URGENT
                 )
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
                 if items:
-                    return items  # leased and committed: push them, claim the rest later
+                    # Leased and committed: pushed by the caller, who must not take
+                    # the short answer for "nothing more is due".
+                    raise ClaimedInPart(items, str(exc)) from exc
                 raise
             items += got
             if not cut:
