@@ -236,6 +236,9 @@ class _Runner:
             and room > 0
             and not (self.due and self.due[0] <= self.d.now_ms() + DUE_SLACK_MS)
         ):
+            # Moved to the end: a store that sends only part of a big offer sends the
+            # endpoints busy last, the likeliest to get work again soon.
+            self.d.offers.pop(self.ep.id, None)
             self.d.offers[self.ep.id] = (room, self.d.lease_ms(self.ep))
         else:
             self.d.offers.pop(self.ep.id, None)

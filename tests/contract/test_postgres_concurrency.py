@@ -15,6 +15,7 @@ import pytest
 from conftest import needs_postgres
 from dlrpush.errors import StoreUnavailable
 from dlrpush.models import Account, Endpoint, IncomingReport, Message, ReportState
+from dlrpush.store import postgres as postgres_store
 from dlrpush.store.base import ReplayFilter, ReportFilter
 from dlrpush.store.postgres import PostgresStore
 
@@ -324,3 +325,30 @@ async def test_a_second_look_that_keeps_failing_stores_each_report_once(
     page = await a.list_reports(ReportFilter(), None, 100)
     assert sorted(v.msgid for v in page.items) == ids
     assert {v.state for v in page.items} == {ReportState.HELD}
+
+
+async def test_an_ingest_sends_only_the_newest_part_of_a_big_offer(
+    two_stores: tuple[PostgresStore, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with thousands of idle endpoints would send them all with every ingest;
+    only the newest entries go. An endpoint left out gets its work the usual way: left
+    to claim, named for a wake-up, and out of the offer until it has claimed."""
+    monkeypatch.setattr(postgres_store, "OFFER_SENT_MAX", 2)
+    store, _ = two_stores
+    eps = []
+    for name in ("a0", "a1", "a2"):
+        await store.create_account(Account(name, name, T0))
+        eps.append(await store.create_endpoint(Endpoint(0, name, "http://127.0.0.1:9/", "ucloud")))
+    await store.add_messages(
+        [Message(f"m-{a}", a, "8618888888888") for a in ("a0", "a1", "a2")], T0
+    )
+    offer = {ep.id: (5, LEASE) for ep in eps}  # eps[0] joined first: the oldest entry
+
+    result = await store.add_reports(
+        [IncomingReport(f"m-{a}", "DELIVRD", T0) for a in ("a0", "a1", "a2")], T0, HOLD, offer
+    )
+
+    assert set(result.leased) == {eps[1].id, eps[2].id}
+    assert result.endpoints == {eps[0].id}
+    assert offer == {eps[1].id: (4, LEASE), eps[2].id: (4, LEASE)}
+    assert [i.msgid for i in await store.claim(eps[0].id, 10, T0, LEASE)] == ["m-a0"]

@@ -422,6 +422,16 @@ async def test_a_claim_cut_short_by_the_store_pushes_its_part_and_is_not_taken_a
     assert runner.d.offers == {}
 
 
+async def test_a_runner_that_reviews_its_offer_moves_to_the_offer_end(store: SqliteStore) -> None:
+    """A store that sends only the newest part of a big offer then sends the endpoints
+    busy last."""
+    runner, _pushed, _claims = await _quiet_runner(store)
+    await runner._fill()
+    runner.d.offers[runner.ep.id + 1] = (1, 1)  # another endpoint joined since
+    runner._review_offer()
+    assert list(runner.d.offers)[-1] == runner.ep.id
+
+
 async def test_work_handed_to_a_runner_that_is_gone_is_given_back(store: SqliteStore) -> None:
     runner, pushed, _claims = await _quiet_runner(store)
     d = runner.d

@@ -9,7 +9,7 @@ in ``tests/contract`` holds them to the same behaviour.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from dlrpush.models import (
 # endpoint id -> (the most new deliveries it takes, the lease's length in ms). The store
 # takes from it as it leases (see use_offer), so an ingest right behind another does not
 # lease past the limit, or ahead of work the one before left to claim.
-Offer = MutableMapping[int, tuple[int, int]]
+Offer = dict[int, tuple[int, int]]
 
 
 def use_offer(offer: Offer, leased: Mapping[int, int], left: Collection[int]) -> None:

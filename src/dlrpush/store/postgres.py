@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
+from itertools import islice
 from typing import Any, LiteralString
 
 import orjson
@@ -69,6 +70,13 @@ log = logging.getLogger("dlrpush.store.postgres")
 Conn = psycopg.AsyncConnection[TupleRow]
 
 CHANNEL = "dlrpush_work"
+# The most offer entries (idle endpoints ready to take new work) an ingest call sends:
+# the server joins them against the endpoints that got work, and every call would
+# otherwise carry one entry per idle endpoint of the process (thousands, for a platform
+# of many quiet customers). The newest go (a runner rejoins the offer's end each time
+# it reviews it, so they are the endpoints that were busy last); an endpoint left out
+# has its new work claimed after the notification, as without an offer.
+OFFER_SENT_MAX = 256
 # Ingest requests smaller than this are merged with those arriving while an ingest
 # call runs (coalesce.py), up to COALESCE_MAX reports a call; the API's bulk arrays go
 # alone. A call of 1,000 reports costs the server ~15 µs a report, of one ~700 µs.
@@ -829,11 +837,15 @@ class PostgresStore:
         reports = [r for batch, _, _, _ in requests for r in batch]
         now_ms = max(now for _, now, _, _ in requests)
         hold_until = max(now + hold for _, now, hold, _ in requests)
-        # Every request of one process passes the same offer (its dispatcher's); it is
-        # read as the call is made, and the server looks up only the endpoints that got
-        # work. It names every idle endpoint of the process, so this is O(endpoints).
+        # Every request of one process passes the same offer (its dispatcher's), read as
+        # the call is made. Only its newest entries go (see OFFER_SENT_MAX).
         offer = next((o for _, _, _, o in requests if o is not None), None) or {}
-        takers = [(ep, limit, lease) for ep, (limit, lease) in offer.items() if limit > 0]
+        takers = list(
+            islice(
+                ((ep, lim, lease) for ep, (lim, lease) in reversed(offer.items()) if lim > 0),
+                OFFER_SENT_MAX,
+            )
+        )
         params = {
             "now": now_ms,
             "hold_until": hold_until,
