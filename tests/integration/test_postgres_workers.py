@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import pytest
 
 from conftest import Api, Proc, needs_postgres, received
@@ -14,6 +17,32 @@ from conftest import Api, Proc, needs_postgres, received
 pytestmark = [pytest.mark.postgres, needs_postgres]
 
 FAST_LEASE = {"DLRPUSH_LEASE_MARGIN_S": "2", "DLRPUSH_POLL_INTERVAL_S": "0.5"}
+
+
+def _post_reports_at_once(
+    api: Api, bodies: list[list[dict[str, Any]]], threads: int
+) -> Iterator[httpx.Response]:
+    """POST each body to /v1/reports from ``threads`` senders at once, each with its own
+    connection, as separate gateway connections would (one client shared by threads
+    once failed with EBADF inside the client's pool)."""
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def post(body: list[dict[str, Any]]) -> httpx.Response:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(
+                base_url=api.client.base_url, headers=api.client.headers, timeout=30.0
+            )
+            clients.append(client)
+        return client.post("/v1/reports", json=body)
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            yield from list(pool.map(post, bodies))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _setup(
@@ -99,16 +128,11 @@ def test_one_report_requests_sent_at_once_are_each_answered_for_their_own_report
         202,
     )
 
-    def post_one(i: int) -> tuple[int, int, dict[str, int]]:
-        resp = api.client.post("/v1/reports", json=[{"msgid": f"m{i}", "status": "DELIVRD"}])
-        return i, resp.status_code, resp.json()
-
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(post_one, range(n)))
-    for i, status, body in answers:
-        assert status == 202, body
+    bodies = [[{"msgid": f"m{i}", "status": "DELIVRD"}] for i in range(n)]
+    for i, resp in enumerate(_post_reports_at_once(api, bodies, threads=32)):
+        assert resp.status_code == 202, resp.text
         expected = {"accepted": 1, "matched": 1 - i % 2, "held": i % 2}
-        assert body == expected, (i, body)
+        assert resp.json() == expected, (i, resp.text)
     reports = api.wait_settled(n, timeout=120)
     states = collections.Counter(r["state"] for r in reports)
     assert states == {"delivered": n // 2, "held": n // 2}
@@ -142,11 +166,9 @@ def test_work_leased_by_the_apis_ingest_is_pushed_once_beside_other_workers(
         time.sleep(0.05)
     time.sleep(0.3)
 
-    def one(i: int) -> None:
-        api.post("/v1/reports", [{"msgid": f"m{i}", "status": "DELIVRD"}], 202)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(n)))
+    bodies = [[{"msgid": f"m{i}", "status": "DELIVRD"}] for i in range(n)]
+    for resp in _post_reports_at_once(api, bodies, threads=8):
+        assert resp.status_code == 202, resp.text
     api.wait_settled(n, timeout=60)
     arrivals = _arrivals(rcv)
     assert set(arrivals) == {f"m{i}" for i in range(n)}
