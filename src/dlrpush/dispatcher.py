@@ -52,8 +52,8 @@ SETTLE_LINGER_S = 0.002
 CLAIM_AHEAD_MIN = 128
 # A push this slow (or timed out) stops a runner claiming ahead until one is faster.
 SLOW_PUSH_MS = 1000.0
-# Answered pushes whose outcome is not committed yet, per request the customer may hold
-# (see _Runner._free): one round for batched requests, three for one-report requests.
+# How many rounds of max_in_flight requests may be answered with their outcome not yet
+# committed (see _Runner.unsettled_max).
 UNSETTLED_ROUNDS_BATCHED = 1
 UNSETTLED_ROUNDS_SINGLE = 3
 FAILURE_LOG_EVERY_MS = 10_000
@@ -331,9 +331,9 @@ class _Runner:
         (the linger, then a store round trip) takes a few milliseconds, about as long
         as a batched request of a hundred reports, but several times as long as a
         one-report request. With one round, one-report runners idled waiting for their
-        outcomes to commit (`innopaas` on PostgreSQL: 1,553 against 1,797 reports/s
-        with three, five runs each, docs/benchmarks.md); in reports the bound stays far
-        below a batching endpoint's."""
+        outcomes to commit (`innopaas` on PostgreSQL, three pairs: 68-72 % of the
+        ceiling with one round, 84-94 % with three; docs/benchmarks.md). In reports the
+        bound stays far below a batching endpoint's."""
         rounds = UNSETTLED_ROUNDS_SINGLE if self.per_request == 1 else UNSETTLED_ROUNDS_BATCHED
         return rounds * self.ep.max_in_flight
 
@@ -412,8 +412,9 @@ class _Runner:
                 )
                 cut = False
             except ClaimedInPart as exc:
-                # Pushed like any claim; the rest is claimed once the store answers
-                # again (the next pass fails and _run retries), still ahead of new work.
+                # Pushed like any claim. The claim goes on at once for the rest; if
+                # the store still fails, _run tries again a second later, and until
+                # a claim comes back short no new work is taken ahead of the rest.
                 items, cut = exc.items, True
             # Started later than one timeout after the claim, a push could outlast
             # the lease (see lease_ms).
