@@ -108,6 +108,14 @@ _ENDPOINT_COLS = (
 
 # The due deliveries of one endpoint, as push items (columns in push_item_from_row's
 # order); read through _fetch, so a claim is one statement step.
+_DUE_SQL = """
+SELECT id, next_ms FROM (
+    SELECT e.id, (SELECT MIN(d.next_attempt_ms) FROM deliveries d
+                  WHERE d.endpoint_id = e.id AND d.state = 'pending') AS next_ms
+    FROM endpoints e WHERE e.deleted_ms IS NULL AND e.enabled = 1
+) WHERE next_ms IS NOT NULL
+"""
+
 _PUSH_ITEM_COLS = (
     "id, report_id, msgid, phone, segments, status, description, report_time_ms, uid,"
     " batch_seq, request_time_ms, unit_price, currency, access_number, country_number,"
@@ -987,19 +995,11 @@ class SqliteStore:
 
     async def due_endpoints(self, now_ms: int) -> dict[int, int]:
         def _do() -> dict[int, int]:
-            # One index seek per endpoint: a GROUP BY would walk the whole backlog.
-            out: dict[int, int] = {}
-            for (ep_id,) in self.conn.execute(
-                "SELECT id FROM endpoints WHERE deleted_ms IS NULL AND enabled = 1"
-            ).fetchall():
-                row = self.conn.execute(
-                    "SELECT MIN(next_attempt_ms) FROM deliveries"
-                    " WHERE endpoint_id = ? AND state = 'pending'",
-                    (ep_id,),
-                ).fetchone()
-                if row[0] is not None:
-                    out[int(ep_id)] = int(row[0])
-            return out
+            # One index seek per endpoint (a GROUP BY would walk the whole backlog), all
+            # in one statement: with a statement per endpoint, every poll, an idle
+            # service with 1,000 endpoints used 4.2-4.9 % of a core, 3.3-3.8 % so
+            # (docs/benchmarks.md).
+            return {int(ep): int(nxt) for ep, nxt in self._fetch("id, next_ms", _DUE_SQL, ())}
 
         return await self._run(_do)
 
