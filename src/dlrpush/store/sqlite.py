@@ -106,8 +106,7 @@ _ENDPOINT_COLS = (
     " max_in_flight, enabled, description_lang, success_body_contains, created_ms"
 )
 
-# The due deliveries of one endpoint, as push items (columns in push_item_from_row's
-# order); read through _fetch, so a claim is one statement step.
+# Each enabled endpoint with pending deliveries, and the earliest of their due times.
 _DUE_SQL = """
 SELECT id, next_ms FROM (
     SELECT e.id, (SELECT MIN(d.next_attempt_ms) FROM deliveries d
@@ -116,18 +115,24 @@ SELECT id, next_ms FROM (
 ) WHERE next_ms IS NOT NULL
 """
 
+# Deliveries as push items (columns in push_item_from_row's order), for a claim and for
+# what an ingest leased; read through _fetch, so either is one statement step.
 _PUSH_ITEM_COLS = (
     "id, report_id, msgid, phone, segments, status, description, report_time_ms, uid,"
     " batch_seq, request_time_ms, unit_price, currency, access_number, country_number,"
     " region_code, mno_name, mcc, mnc, tries"
 )
-_DUE_ITEMS_SQL = """
-SELECT d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
+_PUSH_ITEMS_FROM = """
+       d.id, d.report_id, r.msgid, m.phone, m.segments, r.status, r.description,
        r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms, m.unit_price, m.currency,
        m.access_number, m.country_number, m.region_code, m.mno_name, m.mcc, m.mnc, d.tries
 FROM deliveries d
 JOIN reports r ON r.id = d.report_id
 JOIN messages m ON m.msgid = r.msgid
+"""
+# The due deliveries of one endpoint.
+_DUE_ITEMS_SQL = f"""
+SELECT {_PUSH_ITEMS_FROM}
 WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.next_attempt_ms <= ?
   AND d.lease_until_ms <= ?
 ORDER BY d.next_attempt_ms, d.id
@@ -182,14 +187,8 @@ WHERE deliveries.id = p.id AND p.n <= p.lim
 """
 
 # The push items of an ingest's leased deliveries, each led by its endpoint id.
-_LEASED_ITEMS_SQL = """
-SELECT d.endpoint_id, d.id, d.report_id, r.msgid, m.phone, m.segments, r.status,
-       r.description, r.report_time_ms, m.uid, m.batch_seq, m.request_time_ms,
-       m.unit_price, m.currency, m.access_number, m.country_number, m.region_code,
-       m.mno_name, m.mcc, m.mnc, d.tries
-FROM deliveries d
-JOIN reports r ON r.id = d.report_id
-JOIN messages m ON m.msgid = r.msgid
+_LEASED_ITEMS_SQL = f"""
+SELECT d.endpoint_id, {_PUSH_ITEMS_FROM}
 WHERE d.id BETWEEN ? AND ? AND d.lease_until_ms > 0
 ORDER BY d.id LIMIT -1
 """
