@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from dlrpush.models import ReportState
+from dlrpush.store.base import ReplayFilter, ReportFilter
 from dlrpush.store.migrations import load_migrations
 from dlrpush.store.sqlite import SqliteStore
 
@@ -46,20 +50,27 @@ async def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) ->
     assert versions == [m.version for m in load_migrations("sqlite")]
 
 
-async def test_the_attempt_log_survives_the_move_to_one_row_per_request(tmp_path: Path) -> None:
-    """A store from before 0003 (one attempt row per report) keeps every attempt."""
-    path = tmp_path / "old.db"
+@contextmanager
+def _store_before(path: Path, version: int) -> Iterator[sqlite3.Connection]:
+    """A SQLite file as a release before migration ``version`` left it."""
     with sqlite3.connect(path) as conn:
         conn.execute(
             "CREATE TABLE schema_migrations"
             " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
         )
         for mig in load_migrations("sqlite"):
-            if mig.version >= 3:
+            if mig.version >= version:
                 break
             for statement in mig.statements:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 1)", (mig.version, mig.name))
+        yield conn
+
+
+async def test_the_attempt_log_survives_the_move_to_one_row_per_request(tmp_path: Path) -> None:
+    """A store from before 0003 (one attempt row per report) keeps every attempt."""
+    path = tmp_path / "old.db"
+    with _store_before(path, 3) as conn:
         conn.execute("INSERT INTO accounts VALUES ('acme', 'Acme', 1)")
         conn.execute(
             "INSERT INTO reports (id, msgid, account_id, status, report_time_ms, received_ms,"
@@ -85,6 +96,56 @@ async def test_the_attempt_log_survives_the_move_to_one_row_per_request(tmp_path
         (11, 1100, 200, "delivered", "ok"),
     ]
     assert report is not None and report.attempts == 2
+
+
+async def test_a_store_from_before_the_state_left_the_indexes_lists_by_state(
+    tmp_path: Path,
+) -> None:
+    """0004 drops reports_state and indexes failed deliveries: an older file's failed,
+    unmatched and delivered reports are still listed by state, and its failed ones are
+    replayed."""
+    path = tmp_path / "old.db"
+    with _store_before(path, 4) as conn:
+        conn.execute("INSERT INTO accounts VALUES ('acme', 'Acme', 1)")
+        conn.executemany(
+            "INSERT INTO reports (id, msgid, account_id, status, report_time_ms, received_ms,"
+            " state) VALUES (?, ?, ?, 'DELIVRD', 1, 1, ?)",
+            [
+                (1, "d1", "acme", "delivered"),
+                (2, "f1", "acme", "failed"),
+                (3, "u1", None, "unmatched"),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO deliveries (id, report_id, endpoint_id, state, tries, updated_ms)"
+            " VALUES (?, ?, 3, ?, 1, 1)",
+            [(7, 1, "delivered"), (8, 2, "failed")],
+        )
+        conn.execute(
+            "INSERT INTO endpoints (id, account_id, url, protocol, batch_max, retry_schedule,"
+            " timeout_s, max_in_flight, enabled, description_lang, created_ms)"
+            " VALUES (3, 'acme', 'http://127.0.0.1:9/', 'ucloud', 100, '[]', 5, 4, 1, 'en', 1)"
+        )
+    st = SqliteStore(str(path))
+    await st.open()
+    try:
+        listed = {
+            state: [
+                r.msgid for r in (await st.list_reports(ReportFilter(state=state), None, 9)).items
+            ]
+            for state in (ReportState.DELIVERED, ReportState.FAILED, ReportState.UNMATCHED)
+        }
+        replayed = await st.replay(ReplayFilter(), 5)
+    finally:
+        await st.close()
+    assert listed == {
+        ReportState.DELIVERED: ["d1"],
+        ReportState.FAILED: ["f1"],
+        ReportState.UNMATCHED: ["u1"],
+    }
+    assert replayed.queued == 1
+    names = {n for t, n, _ in _schema(path) if t == "index"}
+    assert "reports_state" not in names and "deliveries_failed" in names
 
 
 def _pragma(path: Path, name: str) -> int:

@@ -61,7 +61,6 @@ CREATE INDEX reports_msgid ON reports(msgid);
 CREATE INDEX reports_waiting ON reports(msgid) WHERE state IN ('held', 'unmatched');
 CREATE INDEX reports_held_until ON reports(hold_until_ms) WHERE state = 'held';
 CREATE INDEX reports_account ON reports(account_id, id);
-CREATE INDEX reports_state ON reports(state, id);
 CREATE INDEX reports_received ON reports(received_ms);
 
 -- push_ids: a JSON array of pushes.id, oldest first; attempts: every attempt ever made,
@@ -80,6 +79,7 @@ CREATE TABLE deliveries (
     UNIQUE (report_id, endpoint_id)
 );
 CREATE INDEX deliveries_due ON deliveries(endpoint_id, next_attempt_ms) WHERE state = 'pending';
+CREATE INDEX deliveries_failed ON deliveries(report_id) WHERE state = 'failed';
 
 -- One row per HTTP request; deliveries.push_ids says which deliveries it carried.
 CREATE TABLE pushes (
