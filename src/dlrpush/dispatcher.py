@@ -582,6 +582,9 @@ class Dispatcher:
         # for each runner with nothing left to claim. Its new work then comes back
         # leased with the ingest's answer, and is pushed without a claim's round trip.
         self.offers: dict[int, tuple[int, int]] = {}
+        # The store's endpoints_version when the runners were last matched to the
+        # endpoints; None until they first were.
+        self._endpoints_version: int | None = None
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -679,6 +682,11 @@ class Dispatcher:
         return status, verdict, snippet
 
     async def _sync_endpoints(self) -> None:
+        # Read before the list: a change made while the list is read moves the version
+        # past the one kept, so the next poll reads the list again.
+        version = await self.store.endpoints_version()
+        if version == self._endpoints_version:
+            return
         endpoints = {ep.id: ep for ep in await self.store.list_endpoints(enabled_only=True)}
         for ep_id in list(self.runners):
             if ep_id not in endpoints:
@@ -689,6 +697,7 @@ class Dispatcher:
                 self.runners[ep_id] = _Runner(self, ep)
             elif runner.ep != ep:
                 runner.update(ep)
+        self._endpoints_version = version
 
     async def _manage(self) -> None:
         while not self.stopping:

@@ -20,8 +20,9 @@ def _schema_name(url: str) -> str:
 
 
 def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Tables, columns, constraints, indexes, storage options and functions of the URL's
-    schema, with the schema's own name taken out so two schemas can be compared."""
+    """Tables, columns, constraints, indexes, storage options, functions and triggers
+    of the URL's schema, with the schema's own name taken out so two schemas can be
+    compared."""
     schema = _schema_name(url)
     with psycopg.connect(PG_URL) as conn:
         columns = conn.execute(
@@ -55,6 +56,13 @@ def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
             " WHERE n.nspname = %s ORDER BY p.proname",
             (schema,),
         ).fetchall()
+        triggers = conn.execute(
+            "SELECT cl.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
+            " JOIN pg_class cl ON cl.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = cl.relnamespace"
+            " WHERE n.nspname = %s AND NOT t.tgisinternal ORDER BY cl.relname, t.tgname",
+            (schema,),
+        ).fetchall()
 
     def strip(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in row)
@@ -65,6 +73,7 @@ def _describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
         "constraints": [strip(r) for r in constraints],
         "relations": [strip(r) for r in options],
         "functions": [strip(r) for r in functions],
+        "triggers": [strip(r) for r in triggers],
     }
 
 
@@ -80,6 +89,8 @@ async def test_migrations_and_snapshot_give_the_same_schema() -> None:
             assert got_fresh[part] == got_stepped[part], part
         tables = {r[0] for r in got_fresh["columns"]}
         assert {"accounts", "endpoints", "messages", "reports", "deliveries", "pushes"} <= tables
+        # Every change to endpoints moves the dispatcher's version (migration 0011).
+        assert [r[:2] for r in got_fresh["triggers"]] == [("endpoints", "endpoints_changed")]
         # The partial indexes the claim, the matcher and the hold sweep rely on.
         defs = {name: d for _, name, d in got_fresh["indexes"]}
         assert "WHERE (state = 'pending'::text)" in defs["deliveries_due"]

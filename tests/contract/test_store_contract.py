@@ -117,6 +117,30 @@ async def test_endpoint_round_trip_update_and_delete(store: Store) -> None:
         await store.update_endpoint(changed)
 
 
+async def test_the_endpoints_version_moves_with_every_endpoint_change_only(store: Store) -> None:
+    """The dispatcher re-reads the endpoint list only when this number moved."""
+    from dataclasses import replace
+
+    seen = [await store.endpoints_version()]
+
+    async def moved() -> bool:
+        seen.append(await store.endpoints_version())
+        return seen[-1] != seen[-2]
+
+    (ep,) = await _setup(store)
+    assert await moved()
+    await store.add_messages([_msg("m1")], T0)
+    await store.add_reports([_rep("m1")], T0, HOLD)
+    (item,) = await store.claim(ep.id, 10, T0, LEASE)
+    await store.settle(_settle([item], ep, DeliveryState.DELIVERED), T0)
+    assert not await moved()
+    await store.update_endpoint(replace(ep, enabled=False))
+    assert await moved()
+    await store.delete_endpoint(ep.id, T0)
+    assert await moved()
+    assert not await moved()
+
+
 async def test_endpoint_for_unknown_account_is_refused(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.create_endpoint(Endpoint(0, "ghost", "http://x/", "ucloud"))

@@ -406,3 +406,29 @@ def test_reports_for_an_idle_customer_are_pushed_straight_from_ingest(
     )
     dispatcher = api.get("/v1/stats")["dispatcher"]
     assert dispatcher["from_ingest"] == 20 and dispatcher["claimed"] == 0
+
+
+def test_endpoint_changes_made_by_another_process_reach_the_dispatcher(
+    spawn: Callable[..., Proc], api_factory: Callable[[str], Api], tmp_path: Path
+) -> None:
+    """The dispatcher re-reads endpoints only when the store says they changed; an
+    endpoint created, and then moved to another URL, through an API-only process on
+    the same file still gets its reports, at its current URL."""
+    _service(spawn, tmp_path)  # the dispatcher
+    api_only = _service(spawn, tmp_path, "--no-dispatch")
+    first = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet")
+    second = spawn("receiver", "--protocol", "ucloud", "--port", "0", "--quiet")
+    api = api_factory(api_only.url)
+    ep_id = _customer(api, "shop", first, "ucloud")
+    _traffic(api, "shop", 5, prefix="a")
+    api.wait_settled(5)
+    resp = api.client.patch(f"/v1/endpoints/{ep_id}", json={"url": second.url + "/dlr"})
+    assert resp.status_code == 200, resp.text
+    _traffic(api, "shop", 5, prefix="b")
+    api.wait_settled(10)
+
+    def arrived(receiver: Proc) -> list[str]:
+        return sorted(item["report"]["SessionNo"] for item in received(receiver)["items"])
+
+    assert arrived(first) == [f"a{i}" for i in range(5)]
+    assert arrived(second) == [f"b{i}" for i in range(5)]

@@ -189,6 +189,10 @@ class Store(Protocol):
 
     async def update_endpoint(self, endpoint: Endpoint) -> Endpoint: ...
 
+    async def endpoints_version(self) -> int:
+        """A number that moves whenever an endpoint is created, changed or deleted, by
+        any process sharing the store: the list needs reading again only when it moved."""
+
     async def delete_endpoint(self, endpoint_id: int, now_ms: int) -> bool:
         """Remove the endpoint; its pending deliveries become ``failed`` (kept, listed)."""
 

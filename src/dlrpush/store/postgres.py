@@ -688,6 +688,13 @@ class PostgresStore:
             row = await cur.fetchone()
         return endpoint_from_row(row, row[7]) if row else None
 
+    async def endpoints_version(self) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT version FROM endpoint_changes")
+            row = await cur.fetchone()
+        assert row is not None  # the migration inserts the one row
+        return int(row[0])
+
     async def list_endpoints(
         self, account_id: str | None = None, *, enabled_only: bool = False
     ) -> list[Endpoint]:

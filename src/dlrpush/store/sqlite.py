@@ -686,6 +686,12 @@ class SqliteStore:
 
         return await self._run(_do)
 
+    async def endpoints_version(self) -> int:
+        def _do() -> int:
+            return int(self.conn.execute("SELECT version FROM endpoint_changes").fetchone()[0])
+
+        return await self._run(_do)
+
     async def update_endpoint(self, endpoint: Endpoint) -> Endpoint:
         def _do(c: sqlite3.Connection) -> Endpoint:
             params = _endpoint_params(endpoint)

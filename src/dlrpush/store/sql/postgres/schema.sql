@@ -336,3 +336,18 @@ BEGIN
                         '{}', '{}', '{}') AS i;
 END
 $$;
+
+-- Moved by every change to endpoints: the dispatcher re-reads them only when it moved.
+CREATE TABLE endpoint_changes (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO endpoint_changes (id, version) VALUES (1, 0);
+CREATE FUNCTION dlrpush_endpoints_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE endpoint_changes SET version = version + 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE ON endpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION dlrpush_endpoints_changed();

@@ -24,6 +24,16 @@ CREATE TABLE endpoints (
 );
 CREATE INDEX endpoints_account ON endpoints(account_id) WHERE deleted_ms IS NULL;
 
+-- Moved by every change to endpoints: the dispatcher re-reads them only when it moved.
+CREATE TABLE endpoint_changes (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO endpoint_changes (id, version) VALUES (1, 0);
+CREATE TRIGGER endpoints_inserted AFTER INSERT ON endpoints BEGIN UPDATE endpoint_changes SET version = version + 1; END;
+CREATE TRIGGER endpoints_updated AFTER UPDATE ON endpoints BEGIN UPDATE endpoint_changes SET version = version + 1; END;
+CREATE TRIGGER endpoints_deleted AFTER DELETE ON endpoints BEGIN UPDATE endpoint_changes SET version = version + 1; END;
+
 CREATE TABLE messages (
     msgid           TEXT PRIMARY KEY,
     account_id      TEXT NOT NULL,
