@@ -278,11 +278,25 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
+def _state_is(state: ReportState, ph: str) -> str:
+    """No index on reports holds the state (migration 0004, so a settle's update is
+    HOT); each listing by state goes through an index that leads to its reports."""
+    if state in (ReportState.HELD, ReportState.UNMATCHED):
+        return f"r.account_id IS NULL AND r.state = {ph}"  # reports_unowned
+    if state is ReportState.FAILED:
+        # A failed report has a failed delivery (deliveries_failed).
+        return (
+            f"r.state = {ph} AND r.id IN (SELECT report_id FROM deliveries WHERE state = 'failed')"
+        )
+    return f"r.state = {ph}"  # most reports: found in id order
+
+
 _DIALECT = Dialect(
     placeholder="%s",
     msgid_in="r.msgid = ANY(%b::text[])",
     msgid_list=lambda msgids: [_text(m) for m in msgids],
     text=_text,
+    state_is=_state_is,
 )
 
 

@@ -73,27 +73,15 @@ def push_item_from_row(row: Sequence[Any]) -> PushItem:
     )
 
 
-def state_is(state: ReportState, ph: str) -> str:
-    """The clause picking reports in ``state``. No index of either backend holds a
-    report's state (so a settle's state update moves no index entry); each state is
-    found through an index that leads to its reports."""
-    if state in (ReportState.HELD, ReportState.UNMATCHED):
-        # SQLite: reports_account (account_id, id); PostgreSQL: reports_unowned.
-        return f"r.account_id IS NULL AND r.state = {ph}"
-    if state is ReportState.FAILED:
-        # A failed report has a failed delivery (deliveries_failed).
-        return (
-            f"r.state = {ph} AND r.id IN (SELECT report_id FROM deliveries WHERE state = 'failed')"
-        )
-    return f"r.state = {ph}"  # most reports: found in id order
-
-
 @dataclass(frozen=True, slots=True)
 class Dialect:
     placeholder: str  # "?" or "%s"
     msgid_in: str  # a clause testing r.msgid against a list passed as one parameter
     msgid_list: Callable[[Sequence[str]], object]  # that parameter
     text: Callable[[str], str] = str  # how a text parameter is made storable
+    # The clause picking reports in a state, given the state and the placeholder: a
+    # backend whose indexes do not hold the state names a path that leads to it.
+    state_is: Callable[[ReportState, str], str] = lambda _state, ph: f"r.state = {ph}"
 
 
 def report_filter(flt: ReportFilter, d: Dialect) -> tuple[list[str], list[object]]:
@@ -108,7 +96,7 @@ def report_filter(flt: ReportFilter, d: Dialect) -> tuple[list[str], list[object
         where.append(f"r.msgid = {ph}")
         params.append(d.text(flt.msgid))
     if flt.state is not None:
-        where.append(state_is(flt.state, ph))
+        where.append(d.state_is(flt.state, ph))
         params.append(flt.state.value)
     if flt.since_ms is not None:
         where.append(f"r.received_ms >= {ph}")
