@@ -141,6 +141,58 @@ async def test_the_endpoints_version_moves_with_every_endpoint_change_only(store
     assert not await moved()
 
 
+@pytest.mark.parametrize("per_request", [1, 3])
+async def test_one_settle_records_each_requests_own_outcome(store: Store, per_request: int) -> None:
+    """A settle of several requests, one report each or several (the SQLite store groups
+    the rows differently for each shape), records every delivery's own outcome and the
+    request that carried it."""
+    (ep,) = await _setup(store)
+    # Earlier traffic, so that delivery ids and request ids differ.
+    await store.add_messages([_msg(f"x{i}") for i in range(3)], T0)
+    await store.add_reports([_rep(f"x{i}") for i in range(3)], T0, HOLD)
+    await store.settle(
+        _settle(await store.claim(ep.id, 3, T0, LEASE), ep, DeliveryState.DELIVERED), T0
+    )
+    msgids = [f"m{i}" for i in range(4 * per_request)]
+    await store.add_messages([_msg(m) for m in msgids], T0)
+    await store.add_reports([_rep(m) for m in msgids], T0, HOLD)
+    items = await store.claim(ep.id, 100, T0, LEASE)
+    by_msgid = {i.msgid: i for i in items}
+    requests = [
+        [by_msgid[m] for m in msgids[k * per_request : (k + 1) * per_request]] for k in range(4)
+    ]
+    outcomes = [
+        *_settle(requests[0], ep, DeliveryState.DELIVERED),
+        *_settle(requests[1], ep, DeliveryState.PENDING, next_ms=T0 + 1000),
+        *_settle(requests[2], ep, DeliveryState.FAILED),
+        *_settle(requests[3], ep, DeliveryState.PENDING, next_ms=T0 + 2000),
+    ]
+    await store.settle(outcomes, T0 + 5)
+
+    expected = {
+        0: (ReportState.DELIVERED, DeliveryState.DELIVERED, None),
+        1: (ReportState.PENDING, DeliveryState.PENDING, T0 + 1000),
+        2: (ReportState.FAILED, DeliveryState.FAILED, None),
+        3: (ReportState.PENDING, DeliveryState.PENDING, T0 + 2000),
+    }
+    carried: dict[int, set[int]] = {}
+    for k, request in enumerate(requests):
+        for item in request:
+            view = await store.get_report(item.report_id)
+            assert view is not None
+            (delivery,) = view.deliveries
+            report_state, state, next_ms = expected[k]
+            assert (view.state, delivery.state, delivery.tries) == (report_state, state, 1)
+            if next_ms is not None:
+                assert delivery.next_attempt_ms == next_ms
+            (attempt,) = await store.list_attempts(item.report_id)
+            carried.setdefault(attempt.id, set()).add(item.report_id)
+    # One logged attempt per request, each naming exactly the reports it carried.
+    assert sorted(map(sorted, carried.values())) == sorted(
+        sorted(i.report_id for i in request) for request in requests
+    )
+
+
 async def test_endpoint_for_unknown_account_is_refused(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.create_endpoint(Endpoint(0, "ghost", "http://x/", "ucloud"))
