@@ -517,3 +517,42 @@ async def test_one_report_runners_may_leave_more_outcomes_unrecorded_than_batchi
     batching.unsettled = 1
     batching._send_ready(partial=True)
     assert batches == [3]
+
+
+async def test_the_poll_reads_the_endpoints_again_only_when_they_changed(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each poll asks the store for its endpoints version; the list is read, and the
+    runners matched to it, only when that moved."""
+    from dataclasses import replace
+
+    listed: list[int] = []
+    list_endpoints = store.list_endpoints
+
+    async def counting(*args: Any, **kw: Any) -> list[Endpoint]:
+        got = await list_endpoints(*args, **kw)
+        listed.append(len(got))
+        return got
+
+    monkeypatch.setattr(store, "list_endpoints", counting)
+    await store.create_account(Account("acme", "Acme", T0))
+    ep = await store.create_endpoint(Endpoint(0, "acme", "http://127.0.0.1:9/", "innopaas"))
+    d = Dispatcher(store=store, settings=Settings(), catalogue=DEFAULT_CATALOGUE, clock=Clock())
+    started: list[asyncio.Task[None]] = []
+    try:
+        await d._sync_endpoints()
+        await d._sync_endpoints()
+        await d._sync_endpoints()
+        assert listed == [1] and set(d.runners) == {ep.id}
+        moved = await store.update_endpoint(replace(ep, url="http://127.0.0.1:9/moved"))
+        await d._sync_endpoints()
+        assert listed == [1, 1] and d.runners[ep.id].ep == moved
+        started = [r.task for r in d.runners.values()]
+        await store.delete_endpoint(ep.id, T0)
+        await d._sync_endpoints()
+        assert listed == [1, 1, 0] and d.runners == {}
+    finally:
+        for runner in d.runners.values():
+            runner.stop()
+        tasks = [*started, *(r.task for r in d.runners.values())]
+        await asyncio.gather(*tasks, return_exceptions=True)
