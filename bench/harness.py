@@ -165,6 +165,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         f" did, as FAIL (default {defaults.max_wait_s:g})",
     )
     p.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="run the chosen scenarios N times over, in rounds, and judge each target on"
+        " the majority of rounds (default 1; an odd N gives no ties)",
+    )
+    p.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -228,6 +236,7 @@ class Run:
         self.sizes = sizes_from(args)
         self.results: list[Result] = []
         self.skipped: list[str] = []
+        self.round = 1  # the round under way (see --repeat)
 
     def write(self) -> str:
         """Judge what is there and write both files (after every scenario, so an
@@ -283,12 +292,15 @@ async def run(state: Run, workdir: Path) -> None:
 
         async def step(scenario: str, store: str, protocol: str, work: Awaitable[Result]) -> None:
             label = f"{scenario} ({store})" if store != "-" else scenario
+            if args.repeat > 1:
+                label += f", round {state.round} of {args.repeat}"
             print(f"running {label} …", file=sys.stderr, flush=True)
             try:
                 result = await work
             except Exception as exc:
                 traceback.print_exc()
                 result = _error(scenario, store, protocol, exc)
+            result.round = state.round
             results.append(result)
             state.write()
             print(
@@ -299,48 +311,52 @@ async def run(state: Run, workdir: Path) -> None:
                 flush=True,
             )
 
-        if "ceiling-ucloud" in chosen:
-            await step("ceiling-ucloud", "-", "ucloud", bench.ceiling("ucloud", sizes.ucloud))
-        if "ceiling-innopaas" in chosen:
-            await step(
-                "ceiling-innopaas",
-                "-",
-                "innopaas",
-                bench.ceiling("innopaas", sizes.innopaas),
-            )
-        if "ceiling-innopaas-pushclient" in chosen:
-            await step(
-                "ceiling-innopaas-pushclient",
-                "-",
-                "innopaas",
-                bench.ceiling("innopaas", sizes.innopaas, client="pushclient"),
-            )
-        if "naive" in chosen:
-            await step("naive", "-", "innopaas", bench.naive(sizes.naive))
-            await step(
-                "naive-requests",
-                "-",
-                "innopaas",
-                bench.naive(sizes.naive, client="requests"),
-            )
-        for store in stores:
-            if "ucloud" in chosen:
+        # Rounds, not each scenario N times in a row: the machine's speed drifts over
+        # minutes, and a round keeps each figure beside the ceiling it is a share of.
+        for number in range(1, args.repeat + 1):
+            state.round = number
+            if "ceiling-ucloud" in chosen:
+                await step("ceiling-ucloud", "-", "ucloud", bench.ceiling("ucloud", sizes.ucloud))
+            if "ceiling-innopaas" in chosen:
                 await step(
-                    "ucloud",
-                    store,
-                    "ucloud",
-                    bench.throughput(store, "ucloud", sizes.ucloud),
+                    "ceiling-innopaas",
+                    "-",
+                    "innopaas",
+                    bench.ceiling("innopaas", sizes.innopaas),
                 )
-            if "innopaas" in chosen:
-                await step("innopaas", store, "innopaas", _beside_ceiling(bench, store, sizes))
-            if "latency" in chosen:
-                await step("latency", store, "ucloud", bench.latency(store))
-            if "trickle" in chosen:
-                await step("trickle", store, "innopaas", bench.trickle(store))
-            if "isolation" in chosen:
-                await step("isolation", store, "ucloud", bench.isolation(store))
-            if "backlog" in chosen:
-                await step("backlog", store, "ucloud", bench.backlog(store, sizes.backlog))
+            if "ceiling-innopaas-pushclient" in chosen:
+                await step(
+                    "ceiling-innopaas-pushclient",
+                    "-",
+                    "innopaas",
+                    bench.ceiling("innopaas", sizes.innopaas, client="pushclient"),
+                )
+            if "naive" in chosen:
+                await step("naive", "-", "innopaas", bench.naive(sizes.naive))
+                await step(
+                    "naive-requests",
+                    "-",
+                    "innopaas",
+                    bench.naive(sizes.naive, client="requests"),
+                )
+            for store in stores:
+                if "ucloud" in chosen:
+                    await step(
+                        "ucloud",
+                        store,
+                        "ucloud",
+                        bench.throughput(store, "ucloud", sizes.ucloud),
+                    )
+                if "innopaas" in chosen:
+                    await step("innopaas", store, "innopaas", _beside_ceiling(bench, store, sizes))
+                if "latency" in chosen:
+                    await step("latency", store, "ucloud", bench.latency(store))
+                if "trickle" in chosen:
+                    await step("trickle", store, "innopaas", bench.trickle(store))
+                if "isolation" in chosen:
+                    await step("isolation", store, "ucloud", bench.isolation(store))
+                if "backlog" in chosen:
+                    await step("backlog", store, "ucloud", bench.backlog(store, sizes.backlog))
 
 
 async def _beside_ceiling(bench: Bench, store: str, sizes: Sizes) -> Result:

@@ -97,6 +97,7 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     arrived: int = 0  # distinct reports the receiver got
     complete: bool = True  # False: waiting gave up before all arrived
+    round: int = 1  # which round of a run with --repeat
 
 
 def _round(x: float, digits: int = 1) -> float:

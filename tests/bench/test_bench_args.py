@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("--trickle-seconds", "soon", "'soon' is not a number"),
         ("--ucloud", "0", "must be above 0, not 0"),
         ("--rate", "nan", "must be above 0, not nan"),
+        ("--repeat", "0", "must be above 0, not 0"),
     ],
 )
 def test_a_size_that_is_not_above_zero_is_refused_naming_the_flag(

@@ -83,3 +83,19 @@ def test_quick_run_writes_markdown_and_json_with_figures_for_every_scenario(
             assert r["target"] and r["verdict"] in ("PASS", "FAIL"), where
     # The working directory (logs, SQLite files) is removed after a clean run.
     assert not list(tmp_path.glob("dlrpush-bench-*")), out
+
+
+def test_repeated_run_records_every_round_and_a_summary(tmp_path: Path) -> None:
+    md, js = tmp_path / "out" / "bench.md", tmp_path / "out" / "bench.json"
+    args = ("--quick", "--repeat", "2", "--only", "ceiling", "--json", str(js), "--md", str(md))
+    code, out = _run(tmp_path, *args)
+
+    assert code == 0, out
+    doc: dict[str, Any] = orjson.loads(js.read_bytes())
+    rounds = sorted((r["round"], r["scenario"]) for r in doc["results"])
+    assert rounds == sorted((n, s) for n in (1, 2) for s in STORELESS if s.startswith("ceiling"))
+    assert {m["scenario"]: m["rounds"] for m in doc["summary"]} == {
+        s: 2 for s in STORELESS if s.startswith("ceiling")
+    }
+    text = md.read_text()
+    assert "Medians over the rounds" in text and "Every round (2):" in text
