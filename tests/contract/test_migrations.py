@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dlrpush.models import ReportState
+from dlrpush.store import sqlite as sqlite_store
 from dlrpush.store.base import ReplayFilter, ReportFilter
 from dlrpush.store.migrations import load_migrations
+from dlrpush.store.rows import report_filter
 from dlrpush.store.sqlite import SqliteStore
 
 
@@ -144,7 +146,55 @@ async def test_a_store_from_before_the_failed_deliveries_index_replays_them(
     }
     assert replayed.queued == 1
     names = {n for t, n, _ in _schema(path) if t == "index"}
-    assert {"reports_state", "deliveries_failed"} <= names
+    assert "deliveries_failed" in names
+
+
+async def test_a_store_from_before_the_open_reports_index_lists_and_counts_by_state(
+    tmp_path: Path,
+) -> None:
+    """0006 keeps only the reports not delivered in the state index: an older file's
+    reports are still listed and counted by state, and a listing of a state other than
+    delivered reads the new index."""
+    path = tmp_path / "old.db"
+    states = ["delivered"] * 5 + ["pending"] * 3 + ["failed"] * 2 + ["held", "unmatched"]
+    with _store_before(path, 6) as conn:
+        conn.execute("INSERT INTO accounts VALUES ('acme', 'Acme', 1)")
+        conn.executemany(
+            "INSERT INTO reports (id, msgid, account_id, status, report_time_ms, received_ms,"
+            " state) VALUES (?, ?, 'acme', 'DELIVRD', 1, 1, ?)",
+            [(i, f"m{i}", state) for i, state in enumerate(states, 1)],
+        )
+    st = SqliteStore(str(path))
+    await st.open()
+    try:
+        counts = await st.counts()
+        listed = {
+            state: [
+                r.msgid for r in (await st.list_reports(ReportFilter(state=state), None, 9)).items
+            ]
+            for state in ReportState
+        }
+    finally:
+        await st.close()
+    assert counts == {"delivered": 5, "pending": 3, "failed": 2, "held": 1, "unmatched": 1}
+    expected: dict[ReportState, list[str]] = {state: [] for state in ReportState}
+    for i, state in enumerate(states, 1):
+        expected[ReportState(state)].append(f"m{i}")
+    assert listed == expected
+    names = {n for t, n, _ in _schema(path) if t == "index"}
+    assert "reports_open" in names and "reports_state" not in names
+    # The store's own clause for a state other than delivered reaches the index.
+    where, params = report_filter(ReportFilter(state=ReportState.FAILED), sqlite_store._DIALECT)
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT r.id FROM reports r WHERE {' AND '.join(where)}"
+                " ORDER BY r.id LIMIT 10",
+                params,
+            )
+        )
+    assert "reports_open" in plan
 
 
 def _pragma(path: Path, name: str) -> int:

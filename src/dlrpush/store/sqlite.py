@@ -295,10 +295,19 @@ def _json_array(ids: Iterable[object]) -> str:
     return orjson.dumps(list(ids)).decode()
 
 
+def _state_is(state: ReportState, ph: str) -> str:
+    """Reports not delivered are indexed by state (``reports_open``, migration 0006); SQLite
+    uses a partial index only when the query repeats its condition."""
+    if state is ReportState.DELIVERED:
+        return f"r.state = {ph}"  # most reports: found in id order
+    return f"r.state = {ph} AND r.state <> 'delivered'"
+
+
 _DIALECT = Dialect(
     placeholder="?",
     msgid_in="r.msgid IN (SELECT value FROM json_each(?))",
     msgid_list=_json_array,
+    state_is=_state_is,
 )
 
 
@@ -1236,9 +1245,16 @@ class SqliteStore:
 
     async def counts(self) -> dict[str, int]:
         def _do(c: sqlite3.Connection) -> dict[str, int]:
+            # One read transaction: the total and the states not delivered are one
+            # snapshot. COUNT(*) walks the smallest index's pages; the rest reads
+            # reports_open, which holds only the reports not delivered.
+            (total,) = c.execute("SELECT COUNT(*) FROM reports").fetchone()
             out = {s.value: 0 for s in ReportState}
-            for state, n in c.execute("SELECT state, COUNT(*) FROM reports GROUP BY state"):
+            for state, n in c.execute(
+                "SELECT state, COUNT(*) FROM reports WHERE state <> 'delivered' GROUP BY state"
+            ):
                 out[state] = n
+            out[ReportState.DELIVERED.value] = total - sum(out.values())
             return out
 
         return await self._read(_do)

@@ -71,7 +71,7 @@ CREATE INDEX reports_msgid ON reports(msgid);
 CREATE INDEX reports_waiting ON reports(msgid) WHERE state IN ('held', 'unmatched');
 CREATE INDEX reports_held_until ON reports(hold_until_ms) WHERE state = 'held';
 CREATE INDEX reports_account ON reports(account_id, id);
-CREATE INDEX reports_state ON reports(state, id);
+CREATE INDEX reports_open ON reports(state, id) WHERE state <> 'delivered';
 CREATE INDEX reports_received ON reports(received_ms);
 
 -- push_ids: a JSON array of pushes.id, oldest first; attempts: every attempt ever made,
