@@ -148,16 +148,22 @@ class Summary:
     verdict: str  # PASS when more than half of the rounds passed; FAIL, or "-"
 
 
-# What each target judges, and how that figure is read from a round's result.
-_JUDGED: dict[str, tuple[str, Callable[[Result], float]]] = {
-    "ucloud": ("reports/s", lambda r: r.reports_per_s),
-    "innopaas": ("of ceiling", lambda r: _nan_if_none(r.share_of_ceiling)),
-    "latency": ("p99 ms", lambda r: r.p99_ms),
-    "trickle": ("p99 ms", lambda r: r.p99_ms),
-    "isolation": ("p99 / alone", lambda r: float(r.extra.get("p99_ratio", math.nan))),
+# What each target judges: its name, how the figure is read from a round's result, and
+# how it is written.
+_JUDGED: dict[str, tuple[str, Callable[[Result], float], str]] = {
+    "ucloud": ("reports/s", lambda r: r.reports_per_s, "{:,.0f}"),
+    "innopaas": ("of ceiling", lambda r: _nan_if_none(r.share_of_ceiling), "{:.0%}"),
+    "latency": ("p99 ms", lambda r: r.p99_ms, "{:,.1f}"),
+    "trickle": ("p99 ms", lambda r: r.p99_ms, "{:,.1f}"),
+    "isolation": (
+        "p99 / alone",
+        lambda r: float(r.extra.get("p99_ratio", math.nan)),
+        "{:.2f}×",
+    ),
     "backlog": (
         "drain / ucloud",
         lambda r: float(r.extra.get("drain_share_of_ucloud", math.nan)),
+        "{:.0%}",
     ),
 }
 
@@ -187,7 +193,7 @@ def summarise(results: list[Result]) -> list[Summary]:
     out = []
     for (scenario, store), rounds in groups.items():
         ran = [r for r in rounds if r.verdict != "ERROR"]
-        judged, figure = _JUDGED.get(scenario, ("", lambda r: math.nan))
+        judged, figure, _ = _JUDGED.get(scenario, ("", lambda r: math.nan, ""))
         values = [v for v in (figure(r) for r in ran) if not math.isnan(v)]
         passed = sum(r.verdict == "PASS" for r in rounds)
         has_target = any(r.verdict in ("PASS", "FAIL") for r in rounds)
@@ -216,18 +222,6 @@ def summarise(results: list[Result]) -> list[Summary]:
     return out
 
 
-def _judged_text(x: float, judged: str) -> str:
-    if math.isnan(x):
-        return "–"
-    if judged == "reports/s":
-        return f"{x:,.0f}"
-    if judged in ("of ceiling", "drain / ucloud"):
-        return f"{x:.0%}"
-    if judged == "p99 / alone":
-        return f"{x:.2f}×"
-    return f"{x:,.1f}"
-
-
 def _summary_lines(summaries: list[Summary]) -> list[str]:
     lines = [
         "Medians over the rounds; each target is judged on the figure in *judged* (its"
@@ -241,11 +235,11 @@ def _summary_lines(summaries: list[Summary]) -> list[str]:
     for m in summaries:
         share = "–" if m.share_of_ceiling is None else f"{m.share_of_ceiling:.0%}"
         if m.judged:
-            spread = (
-                f"{_judged_text(m.judged_median, m.judged)}"
-                f" ({_judged_text(m.judged_low, m.judged)} – "
-                f"{_judged_text(m.judged_high, m.judged)})"
+            low, mid, high = (
+                "–" if math.isnan(x) else _JUDGED[m.scenario][2].format(x)
+                for x in (m.judged_low, m.judged_median, m.judged_high)
             )
+            spread = f"{mid} ({low} – {high})"
             passed = f"{m.passed} of {m.rounds}"
         else:
             spread = passed = "–"
